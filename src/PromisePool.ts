@@ -1,0 +1,305 @@
+/**
+ * The promise facade of the worker pool, for code that is not written in
+ * Effect (the AI SDK provider, for one).
+ *
+ * It drives the same core as `WorkerPool` and keeps its guarantees: per-worker
+ * single flight, at most `poolSize` workers, a FIFO queue with direct
+ * hand-off, abort with `AbortSignal`, optional acquire timeout and queue
+ * bound, shutdown that rejects every waiter with `PoolShutdownError` and
+ * finalizes every worker. Acquire and release run synchronously on the core:
+ * no fiber, timer or scheduler hop per call (one timer serves the whole pool).
+ *
+ * Limits: a promise that has resolved cannot be taken back, so a signal that
+ * aborts after the worker was handed over does not release it: the caller
+ * owns the worker and must `release` it (prefer `use`, which always does).
+ *
+ * @example
+ * ```ts
+ * import { createWorkerPool } from "codex-worker-pool"
+ *
+ * const pool = createWorkerPool({
+ *   create: async () => openConnection(),
+ *   destroy: (connection) => connection.close(),
+ *   poolSize: 2,
+ *   acquireTimeoutMs: 30_000
+ * })
+ * const rows = await pool.use((connection, signal) => connection.query("select 1", { signal }))
+ * await pool.shutdown()
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Effect, Exit, References, Schema, Scope } from "effect"
+import * as Cause from "effect/Cause"
+import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
+import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
+import { Waiter } from "./internal/core.ts"
+import { CountOrInfinity, decodeOptions, Function, IntAtLeast, Millis } from "./internal/options.ts"
+import * as WorkerPool from "./WorkerPool.ts"
+
+/**
+ * Options of {@link createWorkerPool}. Times are in milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerPoolOptions<W> {
+  /** Makes a worker. `signal` aborts when the pool shuts down during the create. */
+  readonly create: (signal: AbortSignal) => Promise<W>
+  /** Finalizes a worker (idle retirement, invalidate, shutdown). Errors are logged, not thrown. */
+  readonly destroy?: ((worker: W) => Promise<void> | void) | undefined
+  /** Most workers alive at once (idle, busy or being created). An integer >= 1. */
+  readonly poolSize: number
+  /** Idle time before a worker is destroyed. Default 300000 (5 minutes); 0 disables. */
+  readonly idleTimeoutMs?: number | undefined
+  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit (0). */
+  readonly acquireTimeoutMs?: number | undefined
+  /** Most queued acquires; one more rejects at once with `QueueFullError`. Default: unbounded. */
+  readonly maxQueue?: number | undefined
+  /** Idle workers kept warm, within `poolSize`. Default 0. */
+  readonly minIdle?: number | undefined
+  /** How long `shutdown()` waits for busy workers before destroying them anyway. Default 30000. */
+  readonly shutdownTimeoutMs?: number | undefined
+  /** Names the pool in metrics and logs. Default "worker-pool". */
+  readonly name?: string | undefined
+  /** The `provider` attribute of the metrics. Default "generic". */
+  readonly provider?: string | undefined
+  /** Log queueing and hand-offs at debug level (Effect's default logger). Default false. */
+  readonly debug?: boolean | undefined
+}
+
+/**
+ * Options of one acquire.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AcquireOptions {
+  /** Aborting it while queued removes the acquire and rejects it with `signal.reason`. */
+  readonly signal?: AbortSignal | undefined
+  /** Overrides `acquireTimeoutMs` for this acquire; 0 waits without limit. */
+  readonly timeoutMs?: number | undefined
+}
+
+/**
+ * The pool's counts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolStats = WorkerPool.Stats
+
+/**
+ * A worker pool driven with promises.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PromiseWorkerPool<W> extends AsyncDisposable {
+  /** Resolves with a worker, waiting FIFO when all are busy. */
+  acquire(options?: AcquireOptions): Promise<W>
+  /**
+   * Returns a leased worker: it goes straight to the oldest waiter, or back to
+   * the idle list. Throws `WorkerNotLeasedError` (changing nothing) for a worker
+   * that is not leased out at the moment.
+   */
+  release(worker: W): void
+  /**
+   * Takes a worker out of service and resolves once it is destroyed. For a
+   * leased worker this ends the lease too: do not `release` it afterwards.
+   */
+  invalidate(worker: W): Promise<void>
+  /** Acquires, runs `fn`, and releases the worker however `fn` ends. */
+  use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
+  /** The counts now. */
+  stats(): PoolStats
+  /** Rejects every waiter with `PoolShutdownError` and resolves once every worker is destroyed. */
+  shutdown(): Promise<void>
+}
+
+const OptionsSchema = Schema.Struct({
+  create: Function,
+  destroy: Schema.optional(Function),
+  poolSize: IntAtLeast(1),
+  idleTimeoutMs: Schema.optional(Millis),
+  acquireTimeoutMs: Schema.optional(Millis),
+  maxQueue: Schema.optional(CountOrInfinity),
+  minIdle: Schema.optional(IntAtLeast(0)),
+  shutdownTimeoutMs: Schema.optional(Millis),
+  name: Schema.optional(Schema.String),
+  provider: Schema.optional(Schema.String),
+  debug: Schema.optional(Schema.Boolean)
+})
+
+/** A waiter that is a pending promise, optionally abortable. */
+class PromiseWaiter<W> extends Waiter<W> {
+  readonly promise: Promise<W>
+  resolve!: (worker: W) => void
+  reject!: (error: unknown) => void
+  readonly core: PoolCore<W>
+  readonly signal: AbortSignal | undefined
+
+  constructor(core: PoolCore<W>, signal: AbortSignal | undefined) {
+    super()
+    this.core = core
+    this.signal = signal
+    this.promise = new Promise<W>((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
+    signal?.addEventListener("abort", this, { once: true })
+  }
+
+  succeed(slot: Slot<W>): void {
+    this.signal?.removeEventListener("abort", this)
+    this.resolve(slot.worker)
+  }
+
+  fail(failure: WaiterFailure): void {
+    this.signal?.removeEventListener("abort", this)
+    this.reject("createFailure" in failure ? squash(failure.createFailure) : failure)
+  }
+
+  /** The abort listener. */
+  handleEvent(): void {
+    if (this.core.cancel(this)) this.reject(this.signal!.reason)
+  }
+}
+
+/** The error a failed create rejected with (or the defect it died with). */
+const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
+
+const checkTimeout = (timeoutMs: number): number => {
+  if (!(timeoutMs >= 0)) {
+    throw new PoolOptionsError({
+      message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${timeoutMs}.`
+    })
+  }
+  return timeoutMs === Infinity ? 0 : timeoutMs
+}
+
+class PromisePool<W> implements PromiseWorkerPool<W> {
+  readonly #core: PoolCore<W>
+  readonly #internals: WorkerPool.Internals<W>
+  readonly #scope: Scope.Closeable
+  readonly #abortOnShutdown = new AbortController()
+  #shutdown: Promise<void> | undefined
+
+  constructor(internals: WorkerPool.Internals<W>, scope: Scope.Closeable) {
+    this.#internals = internals
+    this.#core = internals.core
+    this.#scope = scope
+  }
+
+  acquire(options?: AcquireOptions): Promise<W> {
+    const signal = options?.signal
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const core = this.#core
+    const slot = core.take()
+    if (slot !== undefined) return Promise.resolve(slot.worker)
+    let timeout: number | undefined
+    if (options?.timeoutMs !== undefined) {
+      try {
+        timeout = checkTimeout(options.timeoutMs)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
+    const waiter = new PromiseWaiter(core, signal)
+    core.enqueue(waiter, timeout)
+    return waiter.promise
+  }
+
+  release(worker: W): void {
+    const slot = this.#core.slots.get(worker)
+    if (slot !== undefined && this.#core.release(slot)) return
+    // After shutdown, a lease may already have been ended by the shutdown timeout.
+    if (!this.#core.closed) throw new WorkerNotLeasedError({ operation: "release" })
+  }
+
+  invalidate(worker: W): Promise<void> {
+    const core = this.#core
+    const slot = core.slots.get(worker)
+    if (slot === undefined) {
+      return core.closed ? Promise.resolve() : Promise.reject(new WorkerNotLeasedError({ operation: "invalidate" }))
+    }
+    if (slot.state === "leased") {
+      core.invalidate(slot)
+      core.release(slot)
+    } else {
+      core.invalidate(slot)
+    }
+    return this.#internals.whenFinalized(slot)
+  }
+
+  async use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A> {
+    const worker = await this.acquire(options)
+    const slot = this.#core.slots.get(worker)!
+    const lease = slot.lease
+    const signal = options?.signal === undefined
+      ? this.#abortOnShutdown.signal
+      : AbortSignal.any([options.signal, this.#abortOnShutdown.signal])
+    try {
+      return await fn(worker, signal)
+    } finally {
+      // Unless `fn` already ended this lease (release, invalidate) or shutdown did.
+      this.#core.release(slot, lease)
+    }
+  }
+
+  stats(): PoolStats {
+    return WorkerPool.statsOf(this.#core)
+  }
+
+  shutdown(): Promise<void> {
+    if (this.#shutdown === undefined) {
+      this.#abortOnShutdown.abort(new Error("The worker pool is shutting down."))
+      this.#shutdown = Effect.runPromise(Scope.close(this.#scope, Exit.void))
+    }
+    return this.#shutdown
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown()
+  }
+}
+
+/**
+ * Creates a worker pool driven with promises. Bad options throw a
+ * `PoolOptionsError` naming the option.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorkerPool<W> => {
+  const o = decodeOptions("createWorkerPool", OptionsSchema, options)
+  const create = options.create
+  const destroy = options.destroy
+  const acquire = Effect.acquireRelease(
+    Effect.tryPromise({ try: (signal) => create(signal), catch: (error) => error }),
+    (worker) =>
+      destroy === undefined ? Effect.void : Effect.tryPromise({
+        try: async () => destroy(worker),
+        catch: (error) => error
+      }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
+  )
+  const scope = Scope.makeUnsafe()
+  const make = WorkerPool.make<W, unknown>({
+    acquire,
+    size: o.poolSize,
+    idleTimeout: o.idleTimeoutMs,
+    acquireTimeout: o.acquireTimeoutMs,
+    maxQueue: o.maxQueue,
+    minIdle: o.minIdle,
+    shutdownTimeout: o.shutdownTimeoutMs,
+    name: o.name,
+    provider: o.provider
+  }).pipe(
+    Scope.provide(scope),
+    Effect.provideService(References.MinimumLogLevel, o.debug === true ? "Debug" : "Info")
+  )
+  const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
+    readonly [WorkerPool.CoreKey]: WorkerPool.Internals<W>
+  }
+  return new PromisePool(pool[WorkerPool.CoreKey], scope)
+}

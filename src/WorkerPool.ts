@@ -1,0 +1,490 @@
+/**
+ * A pool of long-lived, single-flight workers with a FIFO waiting room, for
+ * Effect programs.
+ *
+ * Each worker serves one lease at a time. At most `size` workers exist; an
+ * acquire beyond that waits in a first-in-first-out queue, and a released
+ * worker is handed straight to the oldest waiter. A waiter that is
+ * interrupted leaves the queue at once; `acquireTimeout` and `maxQueue` bound
+ * the wait. The pool lives in a `Scope`: closing it fails every waiter with
+ * `PoolShutdownError`, finalizes idle workers at once and leased ones when
+ * their lease ends (or after `shutdownTimeout`).
+ *
+ * Workers are made by the `acquire` effect inside a scope of their own, so
+ * whatever `acquire` registers with `Effect.acquireRelease` or
+ * `Effect.addFinalizer` runs when the worker is finalized: on idle retirement,
+ * `invalidate`, or shutdown.
+ *
+ * Why not Effect's `Pool`: it keeps the shape this module wants (scoped
+ * items, invalidation, a TTL) but its waiters take permits from a semaphore
+ * rather than receiving a worker in a FIFO hand-off, a failed create is not
+ * routed to the waiter that caused it, its TTL retires items "up to twice"
+ * late, and each `get` forks work that costs several times this pool's hand-off.
+ * This module keeps the design of Effect's pool (scope per item, finalizers,
+ * `Clock`-driven time, `Deferred`-style waiters completed without a scheduler
+ * hop) around a synchronous core that provides those guarantees.
+ *
+ * Limits: workers being finalized no longer count toward `size`, so a
+ * replacement may be created while its predecessor is still shutting down.
+ * `queuedAhead` in an `AcquireTimeoutError` is counted when the timeout fires.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as WorkerPool from "codex-worker-pool/WorkerPool"
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* WorkerPool.make({
+ *     acquire: Effect.acquireRelease(Effect.sync(() => new Connection()), (c) => Effect.sync(() => c.close())),
+ *     size: 2,
+ *     acquireTimeout: "30 seconds"
+ *   })
+ *   return yield* pool.use((connection) => connection.query("select 1"))
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberSet,
+  Layer,
+  LogLevel,
+  References,
+  Schema,
+  Scope
+} from "effect"
+import { type AcquireTimeoutError, PoolOptionsError, type PoolShutdownError, type QueueFullError } from "./errors.ts"
+import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
+import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
+import { CountOrInfinity, decodeOptions, DurationInput, IntAtLeast, toMillis } from "./internal/options.ts"
+
+/**
+ * The pool's own ways for an acquire to fail.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type PoolError = PoolShutdownError | AcquireTimeoutError | QueueFullError
+
+/**
+ * Options of {@link make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<W, E, R> {
+  /** Makes one worker. It runs in the worker's own scope: its finalizers run when the worker is finalized. */
+  readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+  /** Most workers alive (idle, leased or being created) at once. An integer >= 1. */
+  readonly size: number
+  /** How long a worker may stay idle before it is finalized. Default 5 minutes; 0 disables. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** How long an acquire may wait in the queue before failing with `AcquireTimeoutError`. Default: no limit (0). */
+  readonly acquireTimeout?: Duration.Input | undefined
+  /** Most waiters queued at once; one more fails at once with `QueueFullError`. Default: unbounded. */
+  readonly maxQueue?: number | undefined
+  /** Idle workers kept warm (made ahead of demand, never retired), within `size`. Default 0. */
+  readonly minIdle?: number | undefined
+  /** How long shutdown waits for leased workers to come back before finalizing them anyway. Default 30 seconds. */
+  readonly shutdownTimeout?: Duration.Input | undefined
+  /** Names the pool in metrics (`pool` attribute) and logs. Default "worker-pool". */
+  readonly name?: string | undefined
+  /** The `provider` attribute of the metrics. Default "generic". */
+  readonly provider?: string | undefined
+}
+
+/**
+ * Options of a single acquire.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AcquireOptions {
+  /** Overrides the pool's `acquireTimeout` for this acquire; 0 waits without limit. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * A snapshot of the pool's counts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** The configured `size`. */
+  readonly poolSize: number
+  /** Workers alive and usable: `busy + idle`. */
+  readonly workers: number
+  /** Workers leased out. */
+  readonly busy: number
+  /** Workers waiting for a lease. */
+  readonly idle: number
+  /** Acquires waiting in the queue. */
+  readonly queued: number
+  /** Workers being created. */
+  readonly creating: number
+  /** Workers being finalized. */
+  readonly finalizing: number
+  /** Workers created since the pool started. */
+  readonly created: number
+  /** Workers finalized since the pool started. */
+  readonly finalized: number
+  /** Creates that failed since the pool started. */
+  readonly createFailures: number
+  /** True once shutdown has begun. */
+  readonly closed: boolean
+}
+
+/**
+ * A pool of workers of type `W` whose creation may fail with `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerPool<W, E = never> {
+  /**
+   * Leases a worker for the current scope: it returns to the pool (or to the
+   * next waiter) when the scope closes. Waits FIFO when all are busy;
+   * interrupting the fiber removes it from the queue.
+   */
+  readonly get: Effect.Effect<W, E | PoolError, Scope.Scope>
+  /** {@link WorkerPool.get} with per-acquire options. */
+  readonly getWith: (options: AcquireOptions) => Effect.Effect<W, E | PoolError, Scope.Scope>
+  /** Leases a worker for the duration of `f`. */
+  readonly use: <A, E2, R2>(
+    f: (worker: W) => Effect.Effect<A, E2, R2>,
+    options?: AcquireOptions
+  ) => Effect.Effect<A, E | E2 | PoolError, R2>
+  /**
+   * Takes a broken worker out of service: an idle one is finalized at once, a
+   * leased one when its lease ends. Its slot is refilled on demand. Unknown
+   * workers are ignored.
+   */
+  readonly invalidate: (worker: W) => Effect.Effect<void>
+  /** The pool's counts now. */
+  readonly stats: Effect.Effect<Stats>
+  /**
+   * Shuts the pool down and waits until every worker is finalized (what closing
+   * its scope does). Idempotent.
+   */
+  readonly shutdown: Effect.Effect<void>
+}
+
+const OptionsSchema = Schema.Struct({
+  acquire: Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
+    expected: "an Effect"
+  }),
+  size: IntAtLeast(1),
+  idleTimeout: Schema.optional(DurationInput),
+  acquireTimeout: Schema.optional(DurationInput),
+  maxQueue: Schema.optional(CountOrInfinity),
+  minIdle: Schema.optional(IntAtLeast(0)),
+  shutdownTimeout: Schema.optional(DurationInput),
+  name: Schema.optional(Schema.String),
+  provider: Schema.optional(Schema.String)
+})
+
+/** The validated settings of a pool. @internal */
+export interface Settings {
+  readonly size: number
+  readonly idleTimeout: number
+  readonly acquireTimeout: number
+  readonly maxQueue: number
+  readonly minIdle: number
+  readonly shutdownTimeout: number
+  readonly name: string
+  readonly provider: string
+}
+
+/** Validates options, throwing a `PoolOptionsError` naming the bad option. @internal */
+export const validate = (options: Options<any, any, any>): Settings => {
+  const o = decodeOptions("WorkerPool", OptionsSchema, options)
+  const minIdle = o.minIdle ?? 0
+  if (minIdle > o.size) {
+    throw new PoolOptionsError({ message: `Invalid WorkerPool options: minIdle: must be <= size (${o.size}), got ${minIdle}.` })
+  }
+  const millis = (d: Duration.Input | undefined, fallback: number) => {
+    const ms = d === undefined ? fallback : toMillis(d)
+    return ms === Infinity ? 0 : ms
+  }
+  return {
+    size: o.size,
+    idleTimeout: millis(o.idleTimeout, 300_000),
+    acquireTimeout: millis(o.acquireTimeout, 0),
+    maxQueue: o.maxQueue ?? Infinity,
+    minIdle,
+    shutdownTimeout: millis(o.shutdownTimeout, 30_000),
+    name: o.name ?? "worker-pool",
+    provider: o.provider ?? "generic"
+  }
+}
+
+/** Where the promise facade finds the core of an Effect pool. @internal */
+export const CoreKey: unique symbol = Symbol.for("codex-worker-pool/WorkerPool/core")
+
+/** @internal */
+export interface Internals<W> {
+  readonly core: PoolCore<W>
+  readonly settings: Settings
+  /** Completes when shutdown has finalized every worker. */
+  readonly shutdown: Effect.Effect<void>
+  /** Resolves when `slot` has been finalized. */
+  readonly whenFinalized: (slot: Slot<W>) => Promise<void>
+}
+
+/** A waiter that is a fiber suspended in `Effect.callback`. */
+class FiberWaiter<W, E> extends Waiter<W> {
+  resume!: (effect: Effect.Effect<Slot<W>, E | PoolError>) => void
+  slot: Slot<W> | undefined = undefined
+  succeed(slot: Slot<W>): void {
+    this.slot = slot
+    this.resume(Effect.succeed(slot))
+  }
+  fail(failure: WaiterFailure): void {
+    this.resume(
+      "createFailure" in failure
+        ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
+        : Effect.fail(failure)
+    )
+  }
+}
+
+/**
+ * Makes a pool in the current scope. Closing the scope shuts it down.
+ *
+ * Bad options are a defect (a `PoolOptionsError` naming the option).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <W, E = never, R = never>(
+  options: Options<W, E, R>
+): Effect.Effect<WorkerPool<W, E>, never, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings = validate(options)
+    const core = new PoolCore<W>(settings)
+    const context = yield* Effect.context<R | Scope.Scope>()
+    const poolScope = Context.get(context, Scope.Scope)
+    const clock = Context.get(context, Clock.Clock)
+    const run = yield* FiberSet.makeRuntime<R>()
+    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
+    const log = (message: string, fields: Record<string, unknown>) =>
+      Effect.runForkWith(context)(Effect.logDebug(message, fields).pipe(Effect.annotateLogs("pool", settings.name)))
+    const metrics = registerPoolMetrics(
+      context as Context.Context<never>,
+      { pool: settings.name, provider: settings.provider },
+      [
+        { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queue.length },
+        { name: MetricNames.busy, description: "Workers leased out", get: () => core.leased },
+        { name: MetricNames.idle, description: "Workers waiting for a lease", get: () => core.idle },
+        { name: MetricNames.creating, description: "Workers being created", get: () => core.creating }
+      ],
+      [
+        { name: MetricNames.created, description: "Workers created", get: () => core.totals.created },
+        { name: MetricNames.finalized, description: "Workers finalized", get: () => core.totals.finalized },
+        { name: MetricNames.createFailures, description: "Worker creates that failed", get: () => core.totals.createFailures }
+      ]
+    )
+
+    const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
+    const finalizedListeners = new Map<Slot<W>, Array<() => void>>()
+    let timer: Fiber.Fiber<unknown> | undefined
+    let drained: Deferred.Deferred<void> | undefined
+
+    const createWorker = (op: CreateOp<W>) =>
+      Effect.uninterruptibleMask((restore) => {
+        const scope = Scope.forkUnsafe(poolScope)
+        return Effect.flatMap(Effect.exit(restore(Scope.provide(options.acquire, scope))), (exit) => {
+          creates.delete(op)
+          if (Exit.isSuccess(exit)) {
+            core.created(op, exit.value, scope)
+            return Effect.void
+          }
+          return Effect.ensuring(Scope.close(scope, exit), Effect.sync(() => core.createFailed(op, exit.cause)))
+        })
+      })
+
+    const finalizeWorker = (slot: Slot<W>) =>
+      Scope.close(slot.handle as Scope.Closeable, Exit.void).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("A worker's finalizer failed", cause)),
+        Effect.ensuring(Effect.sync(() => {
+          core.finalized(slot)
+          const listeners = finalizedListeners.get(slot)
+          if (listeners !== undefined) {
+            finalizedListeners.delete(slot)
+            for (const f of listeners) f()
+          }
+        })),
+        Effect.uninterruptible
+      )
+
+    const driver: Driver<W> = {
+      now: () => clock.currentTimeMillisUnsafe(),
+      create: (op) => {
+        creates.set(op, run(createWorker(op)))
+      },
+      finalize: (slot) => {
+        run(finalizeWorker(slot))
+      },
+      setTimer: (at) => {
+        if (timer !== undefined) {
+          timer.interruptUnsafe()
+          timer = undefined
+        }
+        if (at !== undefined) {
+          const delay = Math.max(0, at - clock.currentTimeMillisUnsafe())
+          timer = run(Effect.flatMap(Effect.sleep(delay), () =>
+            Effect.sync(() => {
+              timer = undefined
+              core.onTimer()
+            })))
+        }
+      },
+      changed: () => {
+        if (drained !== undefined && core.drained) Deferred.doneUnsafe(drained, Exit.void)
+      },
+      enqueued: (queued) => {
+        if (debug) log("worker-pool: acquire queued", { queued })
+      },
+      handedOff: (waitedMs, queued) => {
+        metrics.recordWait(waitedMs)
+        if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
+      }
+    }
+
+    const shutdown: Effect.Effect<void> = Effect.suspend(() => {
+      if (drained === undefined) {
+        drained = Deferred.makeUnsafe<void>()
+        core.shutdown()
+        for (const fiber of creates.values()) fiber.interruptUnsafe()
+        driver.changed()
+      }
+      const done = Deferred.await(drained)
+      return Effect.timeoutOrElse(done, {
+        duration: settings.shutdownTimeout === 0 ? Duration.infinity : settings.shutdownTimeout,
+        orElse: () => {
+          core.finalizeLeased()
+          return done
+        }
+      })
+    })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.ensuring(shutdown, Effect.sync(() => {
+        driver.setTimer(undefined)
+        metrics.remove()
+      }))
+    )
+    core.start(driver)
+
+    const release = (slot: Slot<W>) => {
+      const lease = slot.lease
+      return Effect.sync(() => core.release(slot, lease))
+    }
+
+    const acquireSlot = (
+      restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
+      timeout: number
+    ): Effect.Effect<Slot<W>, E | PoolError> => {
+      const slot = core.take()
+      if (slot !== undefined) return Effect.succeed(slot)
+      const waiter = new FiberWaiter<W, E>()
+      return Effect.onInterrupt(
+        restore(Effect.callback<Slot<W>, E | PoolError>((resume) => {
+          waiter.resume = resume
+          core.enqueue(waiter, timeout)
+        })),
+        // Interrupted while waiting: leave the queue. Interrupted just as a
+        // worker arrived: pass that worker on to the next waiter.
+        () => Effect.sync(() => core.cancel(waiter) || (waiter.slot !== undefined && core.release(waiter.slot)))
+      )
+    }
+
+    const getWith = (timeout: number): Effect.Effect<W, E | PoolError, Scope.Scope> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          Effect.suspend(() => acquireSlot(restore, timeout)),
+          (slot) => Effect.as(Effect.addFinalizer(() => release(slot)), slot.worker)
+        )
+      )
+
+    const acquireTimeoutOf = (options: AcquireOptions | undefined): number => {
+      if (options?.timeout === undefined) return settings.acquireTimeout
+      const ms = toMillis(decodeOptions("acquire", Schema.Struct({ timeout: DurationInput }), options).timeout)
+      return ms === Infinity ? 0 : ms
+    }
+
+    const internals: Internals<W> = {
+      core,
+      settings,
+      shutdown,
+      whenFinalized: (slot) =>
+        slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
+          const listeners = finalizedListeners.get(slot)
+          if (listeners === undefined) finalizedListeners.set(slot, [resolve])
+          else listeners.push(resolve)
+        })
+    }
+
+    const pool: WorkerPool<W, E> & { readonly [CoreKey]: Internals<W> } = {
+      [CoreKey]: internals,
+      get: getWith(settings.acquireTimeout),
+      getWith: (options) => Effect.suspend(() => getWith(acquireTimeoutOf(options))),
+      use: (f, options) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(
+            Effect.suspend(() => acquireSlot(restore, acquireTimeoutOf(options))),
+            (slot) => Effect.onExit(restore(f(slot.worker)), () => release(slot))
+          )
+        ),
+      invalidate: (worker) =>
+        Effect.sync(() => {
+          const slot = core.slots.get(worker)
+          if (slot !== undefined) core.invalidate(slot)
+        }),
+      stats: Effect.sync(() => statsOf(core)),
+      shutdown
+    }
+    return pool
+  })
+
+/** The counts of a core. @internal */
+export const statsOf = <W>(core: PoolCore<W>): Stats => ({
+  poolSize: core.settings.size,
+  workers: core.leased + core.idle,
+  busy: core.leased,
+  idle: core.idle,
+  queued: core.queue.length,
+  creating: core.creating,
+  finalizing: core.finalizing,
+  created: core.totals.created,
+  finalized: core.totals.finalized,
+  createFailures: core.totals.createFailures,
+  closed: core.closed
+})
+
+/**
+ * Builds a pool as a scoped `Layer` for a service key, so Effect services can
+ * depend on it; the pool shuts down when the layer is released.
+ *
+ * @example
+ * ```ts
+ * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
+ * const ConnectionsLive = WorkerPool.layer(Connections, { acquire: openConnection, size: 4 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, W, E = never, R = never>(
+  key: Context.Key<I, WorkerPool<W, E>>,
+  options: Options<W, E, R>
+): Layer.Layer<I, never, R> => Layer.effect(key, make(options))
