@@ -169,14 +169,16 @@ class PromiseWaiter<W> extends Waiter<W> {
 /** The error a failed create rejected with (or the defect it died with). */
 const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
 
-const checkTimeout = (timeoutMs: number): number => {
-  if (!(timeoutMs >= 0)) {
-    throw new PoolOptionsError({
-      message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${timeoutMs}.`
-    })
-  }
-  return timeoutMs === Infinity ? 0 : timeoutMs
-}
+/** A per-call timeout in the core's terms (0: none), or -1 when invalid. */
+const checkTimeout = (timeoutMs: number): number =>
+  !(timeoutMs >= 0) ? -1 : timeoutMs === Infinity ? 0 : timeoutMs
+
+const badTimeout = (timeoutMs: unknown) =>
+  new PoolOptionsError({
+    message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${
+      String(timeoutMs)
+    }.`
+  })
 
 class PromisePool<W> implements PromiseWorkerPool<W> {
   readonly #core: PoolCore<W>
@@ -194,17 +196,14 @@ class PromisePool<W> implements PromiseWorkerPool<W> {
   acquire(options?: AcquireOptions): Promise<W> {
     const signal = options?.signal
     if (signal?.aborted) return Promise.reject(signal.reason)
+    let timeout: number | undefined
+    if (options?.timeoutMs !== undefined) {
+      timeout = checkTimeout(options.timeoutMs)
+      if (timeout < 0) return Promise.reject(badTimeout(options.timeoutMs))
+    }
     const core = this.#core
     const slot = core.take()
     if (slot !== undefined) return Promise.resolve(slot.worker)
-    let timeout: number | undefined
-    if (options?.timeoutMs !== undefined) {
-      try {
-        timeout = checkTimeout(options.timeoutMs)
-      } catch (error) {
-        return Promise.reject(error)
-      }
-    }
     const waiter = new PromiseWaiter(core, signal)
     core.enqueue(waiter, timeout)
     return waiter.promise
@@ -275,13 +274,35 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const o = decodeOptions("createWorkerPool", OptionsSchema, options)
   const create = options.create
   const destroy = options.destroy
-  const acquire = Effect.acquireRelease(
-    Effect.tryPromise({ try: (signal) => create(signal), catch: (error) => error }),
-    (worker) =>
-      destroy === undefined ? Effect.void : Effect.tryPromise({
-        try: async () => destroy(worker),
-        catch: (error) => error
-      }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
+  if (o.minIdle !== undefined && o.minIdle > o.poolSize) {
+    throw new PoolOptionsError({
+      message: `Invalid createWorkerPool options: minIdle: must be <= poolSize (${o.poolSize}), got ${o.minIdle}.`
+    })
+  }
+  const finalizer = (worker: W) =>
+    destroy === undefined ? Effect.void : Effect.tryPromise({
+      try: async () => destroy(worker),
+      catch: (error) => error
+    }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
+  // The create stays interruptible (unlike in `Effect.acquireRelease`), so
+  // shutdown aborts its signal; a worker it delivers anyway is destroyed.
+  const createEffect = Effect.callback<W, unknown>((resume, signal) => {
+    let created: Promise<W>
+    try {
+      created = Promise.resolve(create(signal))
+    } catch (error) {
+      return resume(Effect.fail(error))
+    }
+    created.then(
+      (worker) => {
+        if (signal.aborted) Effect.runFork(finalizer(worker))
+        else resume(Effect.succeed(worker))
+      },
+      (error) => resume(Effect.fail(error))
+    )
+  })
+  const acquire = Effect.uninterruptibleMask((restore) =>
+    Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
   )
   const scope = Scope.makeUnsafe()
   const make = WorkerPool.make<W, unknown>({

@@ -272,7 +272,6 @@ export const make = <W, E = never, R = never>(
     const settings = validate(options)
     const core = new PoolCore<W>(settings)
     const context = yield* Effect.context<R | Scope.Scope>()
-    const poolScope = Context.get(context, Scope.Scope)
     const clock = Context.get(context, Clock.Clock)
     const run = yield* FiberSet.makeRuntime<R>()
     const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
@@ -301,7 +300,9 @@ export const make = <W, E = never, R = never>(
 
     const createWorker = (op: CreateOp<W>) =>
       Effect.uninterruptibleMask((restore) => {
-        const scope = Scope.forkUnsafe(poolScope)
+        // Not a child of the pool's scope: that would finalize leased workers
+        // before shutdown has run. Shutdown finalizes every worker itself.
+        const scope = Scope.makeUnsafe()
         return Effect.flatMap(Effect.exit(restore(Scope.provide(options.acquire, scope))), (exit) => {
           creates.delete(op)
           if (Exit.isSuccess(exit)) {

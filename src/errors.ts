@@ -126,7 +126,8 @@ export class JsonRpcError extends Data.TaggedError("JsonRpcError")<{
       code: props.code,
       serverMessage: props.serverMessage,
       data: props.data,
-      message: `The codex app-server rejected "${props.method}" with error ${props.code}: ${props.serverMessage}. ` +
+      message: `The codex app-server rejected "${props.method}" with error ${props.code}: ` +
+        `${props.serverMessage.length > 300 ? `${props.serverMessage.slice(0, 300)}…` : props.serverMessage}. ` +
         `Check the method's parameters (see \`codex app-server generate-ts\`) or the worker's state.`
     })
   }
@@ -226,7 +227,9 @@ export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
     const cause = typeof props.cause === "string"
       ? props.cause
       : props.cause instanceof Error
-      ? props.cause.message
+      ? props.cause.cause instanceof Error
+        ? `${props.cause.message} (${props.cause.cause.message})`
+        : props.cause.message
       : String(props.cause)
     super({
       ...props,

@@ -166,7 +166,9 @@ export class PoolCore<W> {
    */
   enqueue(waiter: Waiter<W>, timeout: number = this.settings.acquireTimeout): void {
     if (this.closed) return waiter.fail(new PoolShutdownError())
-    if (this.queue.length >= this.settings.maxQueue) {
+    // `maxQueue` bounds the waiters left for a release: those a new worker is
+    // being (or can be) created for do not count.
+    if (this.total >= this.settings.size && this.queue.length - this.creating >= this.settings.maxQueue) {
       return waiter.fail(new QueueFullError({ maxQueue: this.settings.maxQueue, poolSize: this.settings.size }))
     }
     const now = this.driver.now()
@@ -177,10 +179,11 @@ export class PoolCore<W> {
       this.deadlines.push(waiter)
       if (this.timerAt === undefined || waiter.deadline < this.timerAt) this.armTimer()
     }
+    this.driver.enqueued(this.queue.length)
     if (this.queue.length > this.creating && this.total < this.settings.size) {
+      // May complete synchronously (and hand the new worker to the head) when the driver's create does.
       this.startCreate(new CreateOp(waiter, true))
     }
-    this.driver.enqueued(this.queue.length)
     this.driver.changed()
   }
 

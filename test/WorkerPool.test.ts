@@ -1,0 +1,519 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Logger, Metric, References, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "../src/errors.ts"
+import * as WorkerPool from "../src/WorkerPool.ts"
+import { CreateFailed, makeResources, type Resource } from "./helpers/resources.ts"
+
+/** Lets forked fibers run until they block. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+})
+
+/**
+ * Leases a worker in a scope of its own (a child of the test's scope, so a
+ * lease still held at the end of a test ends before the pool shuts down);
+ * returns the worker and a release effect.
+ */
+const lease = <W, E>(pool: WorkerPool.WorkerPool<W, E>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(yield* Effect.scope)
+    const worker = yield* Scope.provide(pool.get, scope)
+    return { worker, release: Scope.close(scope, Exit.void) }
+  })
+
+/** Forks a lease that records the order in which workers were obtained. */
+const forkLease = <W, E>(pool: WorkerPool.WorkerPool<W, E>, served: Array<string>, name: string) =>
+  Effect.forkChild(Effect.tap(lease(pool), () => Effect.sync(() => void served.push(name))))
+
+describe("WorkerPool", () => {
+  describe("capacity and order", () => {
+    it.effect("at most size workers exist and acquires beyond capacity wait", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 2 })
+        yield* lease(pool)
+        yield* lease(pool)
+        const third = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        expect(yield* pool.stats).toMatchObject({ workers: 2, busy: 2, queued: 1, creating: 0 })
+        expect(res.created).toEqual([1, 2])
+        expect(third.pollUnsafe()).toBeUndefined()
+      }))
+
+    it.effect("waiters are served first in, first out", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const first = yield* lease(pool)
+        const served: Array<string> = []
+        const fibers = []
+        for (const name of ["a", "b", "c", "d"]) {
+          fibers.push(yield* forkLease(pool, served, name))
+          yield* settle
+        }
+        yield* first.release
+        for (const fiber of fibers) {
+          const { release } = yield* Fiber.join(fiber)
+          yield* release
+        }
+        expect(served).toEqual(["a", "b", "c", "d"])
+      }))
+
+    it.effect("an acquire that arrives while others wait goes behind them (no barging)", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const first = yield* lease(pool)
+        const served: Array<string> = []
+        const early = yield* forkLease(pool, served, "early")
+        yield* settle
+        // The release and the newcomer happen in the same step: the newcomer must not take the worker.
+        yield* first.release
+        const late = yield* forkLease(pool, served, "late")
+        yield* settle
+        expect(served).toEqual(["early"])
+        yield* (yield* Fiber.join(early)).release
+        yield* Fiber.join(late)
+        expect(served).toEqual(["early", "late"])
+      }))
+
+    it.effect("release hands the worker straight to the oldest waiter without idling or creating", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const first = yield* lease(pool)
+        const waiter = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        yield* first.release
+        // Synchronously after the release: leased again, never idle.
+        expect(yield* pool.stats).toMatchObject({ busy: 1, idle: 0, queued: 0 })
+        const second = yield* Fiber.join(waiter)
+        expect(second.worker).toBe(first.worker)
+        expect(res.created).toEqual([1])
+      }))
+  })
+
+  describe("abort", () => {
+    it.effect("an interrupted waiter leaves the queue at once and never receives a worker", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const first = yield* lease(pool)
+        const served: Array<string> = []
+        const a = yield* forkLease(pool, served, "a")
+        const b = yield* forkLease(pool, served, "b")
+        yield* settle
+        expect((yield* pool.stats).queued).toBe(2)
+        yield* Fiber.interrupt(a)
+        expect((yield* pool.stats).queued).toBe(1)
+        yield* first.release
+        yield* Fiber.join(b)
+        expect(served).toEqual(["b"])
+        expect(Exit.hasInterrupts(yield* Fiber.await(a))).toBe(true)
+      }))
+
+    it.effect("a worker handed to a waiter interrupted at that moment goes to the next waiter", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const first = yield* lease(pool)
+        const served: Array<string> = []
+        const a = yield* forkLease(pool, served, "a")
+        const b = yield* forkLease(pool, served, "b")
+        yield* settle
+        // The interruption is requested first, then the worker is handed to `a`
+        // before `a` has run its interruption: `a` must pass the worker on.
+        yield* Effect.sync(() => a.interruptUnsafe())
+        yield* first.release
+        const bLease = yield* Fiber.join(b)
+        expect(served).toEqual(["b"])
+        expect(bLease.worker).toBe(first.worker)
+        expect(Exit.hasInterrupts(yield* Fiber.await(a))).toBe(true)
+        expect(yield* pool.stats).toMatchObject({ busy: 1, queued: 0, workers: 1 })
+      }))
+
+    it.effect("interrupting a use while queued leaves nothing queued", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        yield* lease(pool)
+        const waiting = yield* Effect.forkChild(pool.use(() => Effect.void))
+        yield* settle
+        expect((yield* pool.stats).queued).toBe(1)
+        yield* Fiber.interrupt(waiting)
+        expect((yield* pool.stats).queued).toBe(0)
+      }))
+  })
+
+  describe("bounded waiting", () => {
+    it.effect("acquireTimeout fails the waiter with how long it waited, how many were ahead and the size", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, acquireTimeout: "10 seconds" })
+        yield* lease(pool)
+        const a = yield* Effect.forkChild(Effect.flip(lease(pool)))
+        yield* TestClock.adjust("4 seconds")
+        const b = yield* Effect.forkChild(Effect.flip(lease(pool)))
+        yield* settle
+        yield* TestClock.adjust("6 seconds")
+        const aError = yield* Fiber.join(a)
+        expect(aError).toBeInstanceOf(AcquireTimeoutError)
+        expect(aError).toMatchObject({ waitedMs: 10_000, queuedAhead: 0, poolSize: 1 })
+        expect(aError.message).toContain("poolSize may be too small")
+        expect((yield* pool.stats).queued).toBe(1)
+        yield* TestClock.adjust("4 seconds")
+        expect(yield* Fiber.join(b)).toMatchObject({ _tag: "AcquireTimeoutError", waitedMs: 10_000 })
+        expect((yield* pool.stats).queued).toBe(0)
+      }))
+
+    it.effect("a per-acquire timeout overrides the pool's and counts the waiters still ahead", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        yield* lease(pool)
+        yield* Effect.forkChild(lease(pool))
+        yield* Effect.forkChild(lease(pool))
+        yield* settle
+        const impatient = yield* Effect.forkChild(
+          Effect.flip(Effect.scoped(pool.getWith({ timeout: "1 second" })))
+        )
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(impatient)).toMatchObject({ waitedMs: 1000, queuedAhead: 2, poolSize: 1 })
+        expect((yield* pool.stats).queued).toBe(2)
+      }))
+
+    it.effect("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, maxQueue: 1 })
+        yield* lease(pool)
+        yield* Effect.forkChild(lease(pool))
+        yield* settle
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(QueueFullError)
+        expect(error).toMatchObject({ maxQueue: 1, poolSize: 1 })
+        expect((yield* pool.stats).queued).toBe(1)
+      }))
+  })
+
+  describe("shutdown", () => {
+    it.effect("every queued waiter fails with PoolShutdownError, not an interruption", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
+        const held = yield* lease(pool)
+        const waiters = []
+        for (let i = 0; i < 3; i++) waiters.push(yield* Effect.forkChild(lease(pool)))
+        yield* settle
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* settle
+        for (const w of waiters) {
+          const exit = yield* Fiber.await(w)
+          expect(Exit.isFailure(exit) && !Exit.hasInterrupts(exit)).toBe(true)
+          expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBeInstanceOf(PoolShutdownError)
+        }
+        yield* held.release
+        yield* Fiber.join(closing)
+      }))
+
+    it.effect("an acquire after shutdown fails at once with PoolShutdownError", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
+        yield* Scope.close(scope, Exit.void)
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(PoolShutdownError)
+        expect(error.message).toMatch(/^Worker pool has been shut down\./)
+      }))
+
+    it.effect("idle workers are finalized at once and leased ones when they are returned", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(WorkerPool.make({ acquire: res.acquire, size: 2 }), scope)
+        const a = yield* lease(pool)
+        const b = yield* lease(pool)
+        yield* b.release
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* settle
+        expect(res.finalized).toEqual([2])
+        expect(closing.pollUnsafe()).toBeUndefined()
+        yield* a.release
+        yield* Fiber.join(closing)
+        expect(res.finalized).toEqual([2, 1])
+      }))
+
+    it.effect("leased workers are finalized anyway after shutdownTimeout", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(
+          WorkerPool.make({ acquire: res.acquire, size: 1, shutdownTimeout: "5 seconds" }),
+          scope
+        )
+        const held = yield* lease(pool)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust("4999 millis")
+        expect(res.finalized).toEqual([])
+        yield* TestClock.adjust("1 millis")
+        yield* Fiber.join(closing)
+        expect(res.finalized).toEqual([1])
+        // The late release is harmless.
+        yield* held.release
+        expect(res.finalized).toEqual([1])
+      }))
+
+    it.effect("a create in flight at shutdown is interrupted and leaves nothing behind", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        res.gate = yield* Deferred.make<void>()
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(WorkerPool.make({ acquire: res.acquire, size: 1 }), scope)
+        const waiter = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        expect((yield* pool.stats).creating).toBe(1)
+        yield* Scope.close(scope, Exit.void)
+        expect(yield* Effect.flip(Fiber.join(waiter))).toBeInstanceOf(PoolShutdownError)
+        expect(yield* pool.stats).toMatchObject({ creating: 0, workers: 0 })
+        expect(res.created).toEqual([])
+      }))
+  })
+
+  describe("create failures", () => {
+    it.effect("a failed create fails the waiter that caused it and the pool stays usable", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        res.failing.add(1)
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(CreateFailed)
+        expect((error as CreateFailed).attempt).toBe(1)
+        const { worker } = yield* lease(pool)
+        expect(worker.id).toBe(2)
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, created: 1, busy: 1 })
+      }))
+
+    it.effect("with waiters queued, a failed create fails its own waiter only", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        res.gate = yield* Deferred.make<void>()
+        res.failing.add(2)
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 2 })
+        const a = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        const b = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        yield* Deferred.succeed(res.gate, void 0)
+        expect((yield* Fiber.join(a)).worker.id).toBe(1)
+        expect(yield* Effect.flip(Fiber.join(b))).toMatchObject({ attempt: 2 })
+      }))
+  })
+
+  describe("idle lifecycle", () => {
+    it.effect("an idle worker is finalized exactly at idleTimeout", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
+        yield* (yield* lease(pool)).release
+        yield* TestClock.adjust("59999 millis")
+        expect(res.finalized).toEqual([])
+        yield* TestClock.adjust("1 millis")
+        yield* settle
+        expect(res.finalized).toEqual([1])
+        expect((yield* pool.stats).workers).toBe(0)
+      }))
+
+    it.effect("reuse restarts the idle clock", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
+        yield* (yield* lease(pool)).release
+        yield* TestClock.adjust("50 seconds")
+        yield* (yield* lease(pool)).release
+        yield* TestClock.adjust("50 seconds")
+        expect(res.finalized).toEqual([])
+        yield* TestClock.adjust("10 seconds")
+        yield* settle
+        expect(res.finalized).toEqual([1])
+      }))
+
+    it.effect("idleTimeout 0 never retires a worker", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: 0 })
+        yield* (yield* lease(pool)).release
+        yield* TestClock.adjust("1000 days")
+        expect(res.finalized).toEqual([])
+        expect((yield* pool.stats).idle).toBe(1)
+      }))
+
+    it.effect("a worker is never retired while someone waits for it", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 second" })
+        const first = yield* lease(pool)
+        const waiter = yield* Effect.forkChild(lease(pool))
+        yield* TestClock.adjust("10 seconds")
+        yield* first.release
+        yield* TestClock.adjust("10 seconds")
+        expect(res.finalized).toEqual([])
+        expect((yield* Fiber.join(waiter)).worker.id).toBe(1)
+      }))
+
+    it.effect("minIdle keeps that many workers warm and never retires them", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 3, minIdle: 1, idleTimeout: "1 second" })
+        yield* settle
+        expect(yield* pool.stats).toMatchObject({ idle: 1, workers: 1 })
+        // Leasing the warm worker starts another one.
+        const a = yield* lease(pool)
+        yield* settle
+        expect(yield* pool.stats).toMatchObject({ busy: 1, idle: 1, workers: 2 })
+        yield* a.release
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        // Two idle, one retires, the warm one stays.
+        expect(yield* pool.stats).toMatchObject({ idle: 1, workers: 1 })
+        yield* TestClock.adjust("1 hour")
+        expect(yield* pool.stats).toMatchObject({ idle: 1, workers: 1 })
+      }))
+  })
+
+  describe("invalidate", () => {
+    it.effect("an idle invalidated worker is finalized and its slot refilled on demand", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const first = yield* lease(pool)
+        yield* first.release
+        yield* pool.invalidate(first.worker)
+        yield* settle
+        expect(res.finalized).toEqual([1])
+        expect((yield* lease(pool)).worker.id).toBe(2)
+      }))
+
+    it.effect("a leased invalidated worker is finalized when its lease ends, then replaced for the next waiter", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const first = yield* lease(pool)
+        const waiter = yield* Effect.forkChild(lease(pool))
+        yield* settle
+        yield* pool.invalidate(first.worker)
+        expect(res.finalized).toEqual([])
+        yield* first.release
+        const next = yield* Fiber.join(waiter)
+        expect(next.worker.id).toBe(2)
+        expect(res.finalized).toEqual([1])
+      }))
+
+    it.effect("use releases the worker when its effect fails", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const error = yield* Effect.flip(pool.use(() => Effect.fail("boom" as const)))
+        expect(error).toBe("boom")
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
+      }))
+  })
+
+  describe("observability", () => {
+    it.effect("metrics report queue, busy, idle and counts with the pool and provider attributes", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({
+          acquire: makeResources().acquire,
+          size: 1,
+          name: "metrics-test",
+          provider: "codex"
+        })
+        const first = yield* lease(pool)
+        yield* Effect.forkChild(lease(pool))
+        yield* settle
+        const read = Effect.map(Metric.snapshot, (snapshots) => {
+          const mine = snapshots.filter((s) => s.attributes?.["pool"] === "metrics-test")
+          return Object.fromEntries(mine.map((s) => [s.id, s]))
+        })
+        let metrics = yield* read
+        expect(metrics["worker_pool_queue_length"]?.attributes).toEqual({ pool: "metrics-test", provider: "codex" })
+        expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 1 })
+        expect(metrics["worker_pool_workers_busy"]?.state).toEqual({ value: 1 })
+        expect(metrics["worker_pool_workers_created_total"]?.state).toMatchObject({ count: 1 })
+        yield* TestClock.adjust("250 millis")
+        yield* first.release
+        metrics = yield* read
+        expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 0 })
+        // The first acquire waited 0 ms for its worker to be created, the second 250 ms in the queue.
+        expect(metrics["worker_pool_wait_ms"]?.state).toMatchObject({ count: 2, sum: 250 })
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+    it.effect("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
+      const lines: Array<unknown> = []
+      const logger = Logger.make((options) => {
+        if (options.logLevel === "Debug") lines.push(options.message)
+      })
+      return Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const first = yield* lease(pool)
+        yield* Effect.forkChild(lease(pool))
+        yield* settle
+        yield* TestClock.adjust("30 millis")
+        yield* first.release
+        yield* settle
+        expect(lines).toEqual([
+          ["worker-pool: acquire queued", { queued: 1 }],
+          ["worker-pool: worker handed to waiter", { waitedMs: 0, queued: 0 }],
+          ["worker-pool: acquire queued", { queued: 1 }],
+          ["worker-pool: worker handed to waiter", { waitedMs: 30, queued: 0 }]
+        ])
+      }).pipe(
+        Effect.provide(Logger.layer([logger])),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+    })
+  })
+
+  describe("construction", () => {
+    it.effect("layer builds the pool as a service and shuts it down when released", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        class Pool extends Context.Service<Pool, WorkerPool.WorkerPool<Resource, CreateFailed>>()("test/Pool") {}
+        const id = yield* Effect.scoped(
+          Effect.gen(function*() {
+            const pool = yield* Pool
+            return yield* pool.use((r) => Effect.succeed(r.id))
+          }).pipe(Effect.provide(WorkerPool.layer(Pool, { acquire: res.acquire, size: 1 })))
+        )
+        expect(id).toBe(1)
+        expect(res.finalized).toEqual([1])
+      }))
+
+    it.effect("bad options are a defect naming the option", () =>
+      Effect.gen(function*() {
+        const acquire = makeResources().acquire
+        const cases: Array<[WorkerPool.Options<Resource, CreateFailed, never>, RegExp]> = [
+          [{ acquire, size: 0 }, /size: Expected a value greater than or equal to 1/],
+          [{ acquire, size: 1.5 }, /size: Expected an integer/],
+          [{ acquire, size: 1, idleTimeout: -1 }, /idleTimeout/],
+          [{ acquire, size: 1, acquireTimeout: Number.NaN }, /acquireTimeout/],
+          [{ acquire, size: 1, maxQueue: -1 }, /maxQueue/],
+          [{ acquire, size: 1, minIdle: 2 }, /minIdle: must be <= size/],
+          [{ acquire, size: 1, sise: 2 } as never, /sise: unknown option/]
+        ]
+        for (const [options, message] of cases) {
+          const exit = yield* Effect.exit(Effect.scoped(WorkerPool.make(options)))
+          expect(Exit.isFailure(exit)).toBe(true)
+          const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+          expect(defect).toBeInstanceOf(PoolOptionsError)
+          expect((defect as PoolOptionsError).message).toMatch(message)
+        }
+      }))
+
+    it.effect("shutdown is idempotent and later leases fail", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        yield* pool.shutdown
+        yield* pool.shutdown
+        expect((yield* pool.stats).closed).toBe(true)
+        expect(yield* Effect.flip(pool.use(() => Effect.void))).toBeInstanceOf(PoolShutdownError)
+      }))
+  })
+})
+
+
+
