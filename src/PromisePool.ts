@@ -60,6 +60,13 @@ export interface WorkerPoolOptions<W> {
   readonly minIdle?: number | undefined
   /** How long `shutdown()` waits for busy workers before destroying them anyway. Default 30000. */
   readonly shutdownTimeoutMs?: number | undefined
+  /**
+   * Longest a lease may be held. When it runs out the worker is retired
+   * (destroyed when released) and `onLeaseTimeout` is called. Default 0: no limit.
+   */
+  readonly leaseTimeoutMs?: number | undefined
+  /** Called when a lease outlives `leaseTimeoutMs`, e.g. to kill a stuck worker. Errors are logged. */
+  readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Promise<void> | void) | undefined
   /** Names the pool in metrics and logs. Default "worker-pool". */
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
@@ -126,6 +133,8 @@ const OptionsSchema = Schema.Struct({
   maxQueue: Schema.optional(CountOrInfinity),
   minIdle: Schema.optional(IntAtLeast(0)),
   shutdownTimeoutMs: Schema.optional(Millis),
+  leaseTimeoutMs: Schema.optional(Millis),
+  onLeaseTimeout: Schema.optional(Function),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String),
   debug: Schema.optional(Schema.Boolean)
@@ -274,6 +283,7 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const o = decodeOptions("createWorkerPool", OptionsSchema, options)
   const create = options.create
   const destroy = options.destroy
+  const onLeaseTimeout = options.onLeaseTimeout
   if (o.minIdle !== undefined && o.minIdle > o.poolSize) {
     throw new PoolOptionsError({
       message: `Invalid createWorkerPool options: minIdle: must be <= poolSize (${o.poolSize}), got ${o.minIdle}.`
@@ -313,6 +323,11 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     maxQueue: o.maxQueue,
     minIdle: o.minIdle,
     shutdownTimeout: o.shutdownTimeoutMs,
+    leaseTimeout: o.leaseTimeoutMs,
+    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, ms) =>
+      Effect.tryPromise({ try: async () => onLeaseTimeout(worker, ms), catch: (error) => error }).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("onLeaseTimeout() failed", cause))
+      ),
     name: o.name,
     provider: o.provider
   }).pipe(

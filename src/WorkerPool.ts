@@ -64,7 +64,7 @@ import {
 import { type AcquireTimeoutError, PoolOptionsError, type PoolShutdownError, type QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { CountOrInfinity, decodeOptions, DurationInput, IntAtLeast, toMillis } from "./internal/options.ts"
+import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./internal/options.ts"
 
 /**
  * The pool's own ways for an acquire to fail.
@@ -95,6 +95,13 @@ export interface Options<W, E, R> {
   readonly minIdle?: number | undefined
   /** How long shutdown waits for leased workers to come back before finalizing them anyway. Default 30 seconds. */
   readonly shutdownTimeout?: Duration.Input | undefined
+  /**
+   * Longest a lease may be held. When it runs out the worker is taken out of
+   * service (finalized when the lease ends) and `onLeaseTimeout` runs. Default 0: no limit.
+   */
+  readonly leaseTimeout?: Duration.Input | undefined
+  /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
+  readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
   /** Names the pool in metrics (`pool` attribute) and logs. Default "worker-pool". */
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
@@ -188,6 +195,8 @@ const OptionsSchema = Schema.Struct({
   maxQueue: Schema.optional(CountOrInfinity),
   minIdle: Schema.optional(IntAtLeast(0)),
   shutdownTimeout: Schema.optional(DurationInput),
+  leaseTimeout: Schema.optional(DurationInput),
+  onLeaseTimeout: Schema.optional(Function),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String)
 })
@@ -200,6 +209,7 @@ export interface Settings {
   readonly maxQueue: number
   readonly minIdle: number
   readonly shutdownTimeout: number
+  readonly leaseTimeout: number
   readonly name: string
   readonly provider: string
 }
@@ -222,6 +232,7 @@ export const validate = (options: Options<any, any, any>): Settings => {
     maxQueue: o.maxQueue ?? Infinity,
     minIdle,
     shutdownTimeout: millis(o.shutdownTimeout, 30_000),
+    leaseTimeout: millis(o.leaseTimeout, 0),
     name: o.name ?? "worker-pool",
     provider: o.provider ?? "generic"
   }
@@ -294,6 +305,17 @@ export const make = <W, E = never, R = never>(
     )
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
+    const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
+    const expireLease = (slot: Slot<W>) =>
+      Effect.suspend(() => {
+        leaseTimers.delete(slot)
+        core.invalidate(slot)
+        const ms = settings.leaseTimeout
+        return Effect.logWarning(`worker-pool: a lease outlived leaseTimeout (${ms} ms); the worker is retired`).pipe(
+          Effect.andThen(options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, ms)),
+          Effect.catchCause((cause) => Effect.logWarning("worker-pool: onLeaseTimeout failed", cause))
+        )
+      })
     const finalizedListeners = new Map<Slot<W>, Array<() => void>>()
     let timer: Fiber.Fiber<unknown> | undefined
     let drained: Deferred.Deferred<void> | undefined
@@ -347,6 +369,16 @@ export const make = <W, E = never, R = never>(
               timer = undefined
               core.onTimer()
             })))
+        }
+      },
+      leased: settings.leaseTimeout === 0 ? () => {} : (slot) => {
+        leaseTimers.set(slot, run(Effect.andThen(Effect.sleep(settings.leaseTimeout), expireLease(slot))))
+      },
+      unleased: settings.leaseTimeout === 0 ? () => {} : (slot) => {
+        const fiber = leaseTimers.get(slot)
+        if (fiber !== undefined) {
+          leaseTimers.delete(slot)
+          fiber.interruptUnsafe()
         }
       },
       changed: () => {

@@ -238,3 +238,29 @@ export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
     })
   }
 }
+
+/**
+ * A lease was held longer than `leaseTimeoutMs`: the worker was taken out of
+ * service (for a codex worker, its process tree was killed) and its pending
+ * requests failed with this error. Release the worker; if turns legitimately
+ * run that long, raise `leaseTimeoutMs`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
+  readonly message: string
+  readonly leaseTimeoutMs: number
+  readonly pid: number | undefined
+}> {
+  constructor(props: { readonly leaseTimeoutMs: number; readonly pid?: number | undefined }) {
+    const worker = props.pid === undefined ? "the worker" : `codex worker pid ${props.pid}`
+    super({
+      leaseTimeoutMs: props.leaseTimeoutMs,
+      pid: props.pid,
+      message: `The lease on ${worker} was held longer than leaseTimeoutMs (${props.leaseTimeoutMs} ms), ` +
+        `so the worker was taken out of service and its processes killed. Release it and acquire another; ` +
+        `raise leaseTimeoutMs if turns legitimately run this long.`
+    })
+  }
+}

@@ -404,6 +404,33 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
+    it.effect("a lease held past leaseTimeout retires the worker and runs onLeaseTimeout once", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const expired: Array<[number, number]> = []
+        const pool = yield* WorkerPool.make({
+          acquire: res.acquire,
+          size: 1,
+          leaseTimeout: "1 minute",
+          onLeaseTimeout: (worker, ms) => Effect.sync(() => void expired.push([worker.id, ms]))
+        })
+        const first = yield* lease(pool)
+        yield* TestClock.adjust("59999 millis")
+        expect(expired).toEqual([])
+        yield* TestClock.adjust("1 millis")
+        expect(expired).toEqual([[1, 60_000]])
+        expect(res.finalized).toEqual([])
+        yield* first.release
+        expect(res.finalized).toEqual([1])
+        // A lease released in time is not expired.
+        const second = yield* lease(pool)
+        yield* TestClock.adjust("30 seconds")
+        yield* second.release
+        yield* TestClock.adjust("1 hour")
+        expect(expired).toEqual([[1, 60_000]])
+        expect(second.worker.id).toBe(2)
+      }))
+
     it.effect("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })

@@ -89,6 +89,10 @@ export interface Driver<W> {
   finalize(slot: Slot<W>): void
   /** (Re)arm the pool's single timer to call `core.onTimer()` at `at`, or disarm it. */
   setTimer(at: number | undefined): void
+  /** A lease began (a worker was handed to a caller). */
+  leased(slot: Slot<W>): void
+  /** A lease ended (released, or ended by shutdown). */
+  unleased(slot: Slot<W>): void
   /** Observability hook, called after every state change (gauges). */
   changed(): void
   /** Observability hook: a waiter joined the queue. */
@@ -154,6 +158,7 @@ export class PoolCore<W> {
     slot.state = "leased"
     slot.lease++
     this.leased++
+    this.driver.leased(slot)
     this.reconcile(true)
     this.driver.changed()
     return slot
@@ -202,6 +207,7 @@ export class PoolCore<W> {
    */
   release(slot: Slot<W>, lease: number = slot.lease): boolean {
     if (slot.state !== "leased" || slot.lease !== lease) return false
+    this.driver.unleased(slot)
     if (slot.invalid || this.closed) {
       this.leased--
       this.finalize(slot)
@@ -331,6 +337,7 @@ export class PoolCore<W> {
   finalizeLeased(): void {
     for (const slot of this.slots.values()) {
       if (slot.state === "leased") {
+        this.driver.unleased(slot)
         this.leased--
         this.finalize(slot)
       }
@@ -350,6 +357,7 @@ export class PoolCore<W> {
     slot.lease++
     const waitedMs = this.driver.now() - waiter.enqueuedAt
     this.driver.handedOff(waitedMs, this.queue.length)
+    this.driver.leased(slot)
     waiter.succeed(slot, waitedMs)
   }
 
