@@ -189,7 +189,8 @@ const badTimeout = (timeoutMs: unknown) =>
     }.`
   })
 
-class PromisePool<W> implements PromiseWorkerPool<W> {
+/** The facade over a pool's core. @internal */
+export class PromisePool<W> implements PromiseWorkerPool<W> {
   readonly #core: PoolCore<W>
   readonly #internals: WorkerPool.Internals<W>
   readonly #scope: Scope.Closeable

@@ -1,14 +1,26 @@
 /**
- * codex-worker-pool: a FIFO-queued pool of long-lived workers on Effect, with
- * a promise facade.
+ * codex-worker-pool: a FIFO-queued pool of long-lived Codex CLI workers
+ * (`codex app-server`) on Effect, with a promise facade.
  *
- * - `WorkerPool`: the Effect-native pool (`make`, `layer`).
- * - `createWorkerPool`: the promise facade over the same core.
+ * - `WorkerPool`: the generic Effect-native pool (`make`, `layer`).
+ * - `createWorkerPool`: its promise facade.
+ * - `CodexWorker`, `CodexWorkerPool`: Codex app-server workers and the pool
+ *   of them as an Effect service (`layer`, `layerNode`).
+ * - `createCodexWorkerPool`: the Codex pool's promise facade.
  * - The errors every API fails with.
  *
  * @since 0.1.0
  */
+export * as CodexWorker from "./CodexWorker.ts"
+export * as CodexWorkerPool from "./CodexWorkerPool.ts"
 export * as WorkerPool from "./WorkerPool.ts"
+export {
+  createCodexWorkerPool,
+  type CloseEvent,
+  type CodexPromiseWorkerPool,
+  type CodexWorkerHandle,
+  type CodexWorkerPoolOptions
+} from "./CodexPromisePool.ts"
 export {
   createWorkerPool,
   type AcquireOptions,
@@ -18,8 +30,14 @@ export {
 } from "./PromisePool.ts"
 export {
   AcquireTimeoutError,
+  ChannelClosedError,
+  JsonRpcError,
+  LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
   QueueFullError,
-  WorkerNotLeasedError
+  RequestTimeoutError,
+  WorkerCrashedError,
+  WorkerNotLeasedError,
+  WorkerSpawnError
 } from "./errors.ts"
