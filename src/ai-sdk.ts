@@ -1,0 +1,544 @@
+/**
+ * An AI SDK language model (`LanguageModelV3`, for `ai` 6 and 7) that runs
+ * each call as one Codex turn on a worker leased from a Codex worker pool.
+ *
+ * Guarantees:
+ * - a call beyond the pool's capacity waits in its FIFO queue; aborting the
+ *   call's `abortSignal` while queued takes no worker and rejects with the
+ *   signal's reason (the AbortError);
+ * - the worker is released exactly once on every path: finish, failed turn,
+ *   consumer cancel, abort mid-stream (after `turn/interrupt` and a bounded
+ *   wait for the interrupted `turn/completed`), and worker crash;
+ * - a worker that dies mid-turn ends the stream at once with its
+ *   `WorkerCrashedError`; a worker whose interrupt is not confirmed within
+ *   `interruptTimeoutMs` is invalidated rather than reused;
+ * - approval requests are answered by `approvals` (default: decline), so a
+ *   turn never hangs on one; dynamic tool calls are answered as unsupported.
+ *
+ * Threads: each call starts a thread (`thread/start`, with `threadDefaults`)
+ * unless the prompt's last assistant message carries a thread id in its
+ * provider metadata (`providerOptions.codex.threadId`, which this model writes
+ * on every text part and on `finish`): then it resumes that thread
+ * (`thread/resume`) and sends only the messages after it. System messages
+ * become the new thread's `developerInstructions`.
+ *
+ * Limits: text in, text out. Files, tool definitions and sampling settings
+ * (temperature, topP, ...) are not passed to Codex; each is reported as an
+ * "unsupported" warning. Token usage is taken from the turn's last
+ * `thread/tokenUsage/updated` and only for completed turns.
+ *
+ * @example
+ * ```ts
+ * import { streamText } from "ai"
+ * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
+ *
+ * const pool = createCodexWorkerPool({ poolSize: 2 })
+ * const codex = createCodexProvider({ pool, threadDefaults: { ephemeral: true, approvalPolicy: "never" } })
+ * const result = streamText({ model: codex("gpt-5.1-codex"), prompt: "Say hi" })
+ * for await (const text of result.textStream) process.stdout.write(text)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type {
+  LanguageModelV3,
+  LanguageModelV3CallOptions,
+  LanguageModelV3Content,
+  LanguageModelV3FinishReason,
+  LanguageModelV3Prompt,
+  LanguageModelV3StreamPart,
+  LanguageModelV3Usage,
+  SharedV3ProviderMetadata,
+  SharedV3Warning
+} from "@ai-sdk/provider"
+import type { CodexWorkerHandle } from "./CodexPromisePool.ts"
+import type { IncomingMessage } from "./CodexWorker.ts"
+import { PoolOptionsError } from "./errors.ts"
+
+/**
+ * What the model needs of a pool: `createCodexWorkerPool`'s facade.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexPoolLike {
+  acquire(options?: { readonly signal?: AbortSignal | undefined }): Promise<CodexWorkerHandle>
+  release(worker: CodexWorkerHandle): void
+  invalidate(worker: CodexWorkerHandle): Promise<void>
+}
+
+/**
+ * An approval the server asks for, and the answer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ApprovalDecision = "accept" | "acceptForSession" | "decline" | "cancel"
+
+/**
+ * Options of {@link createCodexProvider}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexProviderOptions {
+  /** The pool the model leases workers from. */
+  readonly pool: CodexPoolLike
+  /** Sent with every `thread/start` (and `thread/resume`): cwd, approvalPolicy, sandbox, ephemeral, ... */
+  readonly threadDefaults?: Readonly<Record<string, unknown>> | undefined
+  /** How long to wait for an interrupted turn to end before invalidating the worker. Default 5000 ms. */
+  readonly interruptTimeoutMs?: number | undefined
+  /** Answers approval requests (commands, file changes). Default: always "decline". */
+  readonly approvals?:
+    | ((request: { readonly method: string; readonly params: unknown }) => ApprovalDecision | Promise<ApprovalDecision>)
+    | undefined
+}
+
+/**
+ * A provider: call it with a model id to get a language model.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexProvider {
+  (modelId: string): LanguageModelV3
+  languageModel(modelId: string): LanguageModelV3
+}
+
+/**
+ * Creates the provider.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createCodexProvider = (options: CodexProviderOptions): CodexProvider => {
+  if (typeof options?.pool?.acquire !== "function" || typeof options.pool.release !== "function") {
+    throw new PoolOptionsError({
+      message: "Invalid createCodexProvider options: pool: Expected a pool from createCodexWorkerPool."
+    })
+  }
+  const interruptTimeoutMs = options.interruptTimeoutMs ?? 5_000
+  if (!(interruptTimeoutMs >= 0)) {
+    throw new PoolOptionsError({
+      message: `Invalid createCodexProvider options: interruptTimeoutMs: Expected a number >= 0, got ${interruptTimeoutMs}.`
+    })
+  }
+  const settings: Settings = {
+    pool: options.pool,
+    threadDefaults: options.threadDefaults ?? {},
+    interruptTimeoutMs,
+    approvals: options.approvals ?? (() => "decline")
+  }
+  const languageModel = (modelId: string): LanguageModelV3 => new CodexLanguageModel(modelId, settings)
+  return Object.assign((modelId: string) => languageModel(modelId), { languageModel })
+}
+
+interface Settings {
+  readonly pool: CodexPoolLike
+  readonly threadDefaults: Readonly<Record<string, unknown>>
+  readonly interruptTimeoutMs: number
+  readonly approvals: NonNullable<CodexProviderOptions["approvals"]>
+}
+
+const emptyUsage = (): LanguageModelV3Usage => ({
+  inputTokens: { total: undefined, noCache: undefined, cacheRead: undefined, cacheWrite: undefined },
+  outputTokens: { total: undefined, text: undefined, reasoning: undefined }
+})
+
+interface TokenBreakdown {
+  readonly inputTokens?: number
+  readonly cachedInputTokens?: number
+  readonly cacheWriteInputTokens?: number
+  readonly outputTokens?: number
+  readonly reasoningOutputTokens?: number
+}
+
+const toUsage = (last: TokenBreakdown): LanguageModelV3Usage => {
+  const input = last.inputTokens
+  const cached = last.cachedInputTokens
+  const output = last.outputTokens
+  const reasoning = last.reasoningOutputTokens
+  return {
+    inputTokens: {
+      total: input,
+      noCache: input !== undefined && cached !== undefined ? input - cached : undefined,
+      cacheRead: cached,
+      cacheWrite: last.cacheWriteInputTokens
+    },
+    outputTokens: {
+      total: output,
+      text: output !== undefined && reasoning !== undefined ? output - reasoning : undefined,
+      reasoning
+    },
+    raw: { ...last } as Record<string, number>
+  }
+}
+
+/** The thread id a previous answer of this model left in the prompt, and where it was. */
+const findThread = (prompt: LanguageModelV3Prompt): { readonly threadId: string; readonly index: number } | undefined => {
+  for (let i = prompt.length - 1; i >= 0; i--) {
+    const message = prompt[i]!
+    if (message.role !== "assistant") continue
+    const fromMessage = threadIdIn(message.providerOptions)
+    if (fromMessage !== undefined) return { threadId: fromMessage, index: i }
+    for (const part of message.content) {
+      const fromPart = threadIdIn(part.providerOptions)
+      if (fromPart !== undefined) return { threadId: fromPart, index: i }
+    }
+    return undefined
+  }
+  return undefined
+}
+
+const threadIdIn = (options: unknown): string | undefined => {
+  const codex = (options as { codex?: { threadId?: unknown } } | undefined)?.codex
+  return typeof codex?.threadId === "string" ? codex.threadId : undefined
+}
+
+const textOf = (message: LanguageModelV3Prompt[number]): string =>
+  typeof message.content === "string"
+    ? message.content
+    : message.content.map((part) => (part.type === "text" || part.type === "reasoning" ? part.text : "")).join("")
+
+/** The text a turn sends: the new messages, as a transcript when there is more than one. */
+const turnText = (messages: LanguageModelV3Prompt): string => {
+  const relevant = messages.filter((m) => m.role === "user" || m.role === "assistant")
+  if (relevant.length === 1) return textOf(relevant[0]!)
+  return relevant.map((m) => `${m.role === "user" ? "User" : "Assistant"}: ${textOf(m)}`).join("\n\n")
+}
+
+const warningsFor = (options: LanguageModelV3CallOptions): Array<SharedV3Warning> => {
+  const warnings: Array<SharedV3Warning> = []
+  const unsupported = [
+    "maxOutputTokens",
+    "temperature",
+    "stopSequences",
+    "topP",
+    "topK",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed"
+  ] as const
+  for (const feature of unsupported) {
+    if (options[feature] !== undefined) warnings.push({ type: "unsupported", feature })
+  }
+  if (options.tools !== undefined && options.tools.length > 0) {
+    warnings.push({ type: "unsupported", feature: "tools", details: "Codex runs its own tools; AI SDK tools are not passed." })
+  }
+  if (options.responseFormat?.type === "json") warnings.push({ type: "unsupported", feature: "responseFormat" })
+  if (options.prompt.some((m) => Array.isArray(m.content) && m.content.some((p) => p.type === "file"))) {
+    warnings.push({ type: "unsupported", feature: "file parts", details: "Only text is sent to Codex." })
+  }
+  return warnings
+}
+
+class CodexLanguageModel implements LanguageModelV3 {
+  readonly specificationVersion = "v3" as const
+  readonly provider = "codex"
+  readonly modelId: string
+  readonly supportedUrls = {}
+  readonly #settings: Settings
+
+  constructor(modelId: string, settings: Settings) {
+    this.modelId = modelId
+    this.#settings = settings
+  }
+
+  async doGenerate(options: LanguageModelV3CallOptions) {
+    const { stream } = await this.doStream(options)
+    const content: Array<LanguageModelV3Content> = []
+    let finishReason: LanguageModelV3FinishReason = { unified: "other", raw: undefined }
+    let usage = emptyUsage()
+    let providerMetadata: SharedV3ProviderMetadata | undefined
+    let warnings: Array<SharedV3Warning> = []
+    const texts = new Map<string, { type: "text"; text: string }>()
+    const reader = stream.getReader()
+    for (;;) {
+      const { done, value: part } = await reader.read()
+      if (done) break
+      switch (part.type) {
+        case "stream-start":
+          warnings = part.warnings
+          break
+        case "text-start": {
+          const text = { type: "text" as const, text: "" }
+          texts.set(part.id, text)
+          content.push(text)
+          break
+        }
+        case "text-delta":
+          texts.get(part.id)!.text += part.delta
+          break
+        case "error":
+          throw part.error
+        case "finish":
+          finishReason = part.finishReason
+          usage = part.usage
+          providerMetadata = part.providerMetadata
+          break
+      }
+    }
+    return {
+      content,
+      finishReason,
+      usage,
+      warnings,
+      ...(providerMetadata === undefined ? {} : { providerMetadata })
+    }
+  }
+
+  async doStream(options: LanguageModelV3CallOptions) {
+    const settings = this.#settings
+    const signal = options.abortSignal
+    const worker = await settings.pool.acquire({ signal })
+    const turn = new Turn(worker, settings, this.modelId, options)
+    return { stream: turn.stream, request: { body: turn.requestBody } }
+  }
+}
+
+/**
+ * One call: a turn on a leased worker, exposed as a stream of AI SDK parts.
+ *
+ * Phases: "starting" (thread and turn requests in flight), "running" (the
+ * turn is known), "done". An abort while starting is acted on when the
+ * request in flight returns, so the worker is never released mid-request.
+ */
+class Turn {
+  readonly stream: ReadableStream<LanguageModelV3StreamPart>
+  readonly requestBody: unknown
+  #controller!: ReadableStreamDefaultController<LanguageModelV3StreamPart>
+  #phase: "starting" | "running" | "done" = "starting"
+  #threadId: string | undefined
+  #turnId: string | undefined
+  /** The consumer no longer reads: the stream was closed, errored or cancelled. */
+  #closed = false
+  #aborting = false
+  #released = false
+  #usage = emptyUsage()
+  #errorMessage: string | undefined
+  #openText = new Set<string>()
+  /** Set while waiting for an interrupted turn to end. */
+  #interrupted: (() => void) | undefined
+  readonly #cleanups: Array<() => void> = []
+  readonly #worker: CodexWorkerHandle
+  readonly #settings: Settings
+  readonly #signal: AbortSignal | undefined
+
+  constructor(worker: CodexWorkerHandle, settings: Settings, modelId: string, options: LanguageModelV3CallOptions) {
+    this.#worker = worker
+    this.#settings = settings
+    this.#signal = options.abortSignal
+    const found = findThread(options.prompt)
+    const newMessages = found === undefined ? options.prompt : options.prompt.slice(found.index + 1)
+    const system = options.prompt.filter((m) => m.role === "system").map(textOf).join("\n\n")
+    const text = turnText(newMessages)
+    this.requestBody = { threadId: found?.threadId, text }
+    this.stream = new ReadableStream<LanguageModelV3StreamPart>({
+      start: (controller) => {
+        this.#controller = controller
+        controller.enqueue({ type: "stream-start", warnings: warningsFor(options) })
+        void this.#run(modelId, found?.threadId, system, text)
+      },
+      cancel: () => this.#abort(new Error("The stream was cancelled by its consumer."))
+    })
+  }
+
+  get #providerMetadata(): SharedV3ProviderMetadata {
+    return { codex: this.#threadId === undefined ? {} : { threadId: this.#threadId } }
+  }
+
+  async #run(modelId: string, resumeId: string | undefined, system: string, text: string): Promise<void> {
+    const worker = this.#worker
+    this.#cleanups.push(
+      worker.onMessage((message) => this.#onMessage(message)),
+      worker.onClose((event) => {
+        if (event.error !== undefined) this.#fail(event.error)
+      })
+    )
+    const signal = this.#signal
+    if (signal !== undefined) {
+      const onAbort = () => this.#abort(signal.reason)
+      signal.addEventListener("abort", onAbort, { once: true })
+      this.#cleanups.push(() => signal.removeEventListener("abort", onAbort))
+      if (signal.aborted) return this.#abort(signal.reason)
+    }
+    try {
+      const defaults = this.#settings.threadDefaults
+      const thread = resumeId === undefined
+        ? await worker.request("thread/start", {
+          model: modelId,
+          ...(system === "" ? {} : { developerInstructions: system }),
+          ...defaults
+        })
+        : await worker.request("thread/resume", { ...defaults, threadId: resumeId })
+      this.#threadId = (thread as { thread: { id: string } }).thread.id
+      if (this.#aborting) return this.#release() // no turn was started
+      const started = await worker.request("turn/start", {
+        threadId: this.#threadId,
+        model: modelId,
+        input: [{ type: "text", text, text_elements: [] }]
+      })
+      this.#turnId ??= (started as { turn: { id: string } }).turn.id
+      if (this.#phase !== "starting") return // the turn already ended
+      this.#phase = "running"
+      if (this.#aborting) this.#interrupt()
+    } catch (error) {
+      this.#fail(error)
+    }
+  }
+
+  #onMessage(message: IncomingMessage): void {
+    if (this.#phase === "done") return
+    const params = (message.params ?? {}) as Record<string, any>
+    if (message._tag === "Request") {
+      void this.#answer(message.id, message.method, params)
+      return
+    }
+    // A worker serves one call at a time: everything on our thread is ours.
+    if (this.#threadId !== undefined && params["threadId"] !== undefined && params["threadId"] !== this.#threadId) {
+      return
+    }
+    switch (message.method) {
+      case "turn/started":
+        this.#turnId ??= params["turn"]?.id
+        break
+      case "item/agentMessage/delta": {
+        const id = String(params["itemId"])
+        if (!this.#openText.has(id)) {
+          this.#openText.add(id)
+          this.#enqueue({ type: "text-start", id, providerMetadata: this.#providerMetadata })
+        }
+        this.#enqueue({ type: "text-delta", id, delta: String(params["delta"]), providerMetadata: this.#providerMetadata })
+        break
+      }
+      case "item/completed": {
+        const id = String(params["item"]?.id)
+        if (params["item"]?.type === "agentMessage" && this.#openText.delete(id)) {
+          this.#enqueue({ type: "text-end", id, providerMetadata: this.#providerMetadata })
+        }
+        break
+      }
+      case "thread/tokenUsage/updated":
+        if (params["tokenUsage"]?.last !== undefined) this.#usage = toUsage(params["tokenUsage"].last)
+        break
+      case "error":
+        this.#errorMessage = params["error"]?.message ?? "Codex reported an error"
+        break
+      case "turn/completed":
+        this.#completed(params["turn"] ?? {})
+        break
+    }
+  }
+
+  async #answer(id: string | number, method: string, params: unknown): Promise<void> {
+    const worker = this.#worker
+    try {
+      if (method.endsWith("/requestApproval")) {
+        await worker.respond(id, { decision: await this.#settings.approvals({ method, params }) })
+      } else if (method === "item/tool/call") {
+        await worker.respond(id, {
+          contentItems: [{ type: "inputText", text: "This tool is not available through the AI SDK provider." }],
+          success: false
+        })
+      } else {
+        await worker.respondError(id, { code: -32601, message: `The client does not handle ${method}.` })
+      }
+    } catch {
+      // The worker closed: onClose ends the stream.
+    }
+  }
+
+  #completed(turn: { readonly status?: string; readonly error?: { readonly message?: string } | null }): void {
+    this.#phase = "done"
+    if (this.#interrupted !== undefined) return this.#interrupted()
+    for (const id of this.#openText) this.#enqueue({ type: "text-end", id, providerMetadata: this.#providerMetadata })
+    this.#openText.clear()
+    const status = turn.status ?? "completed"
+    if (status === "failed") {
+      const message = turn.error?.message ?? this.#errorMessage ?? "The Codex turn failed"
+      this.#enqueue({ type: "error", error: new Error(`Codex turn failed: ${message}`) })
+    }
+    const unified: LanguageModelV3FinishReason["unified"] = status === "completed"
+      ? "stop"
+      : status === "interrupted"
+      ? "other"
+      : "error"
+    // Usage of a turn that did not complete may repeat the previous turn's: report none.
+    this.#finish(unified, status, status === "completed" ? this.#usage : emptyUsage())
+    this.#release()
+  }
+
+  /** A request failed or the worker died: end the stream with `error` and give the worker back. */
+  #fail(error: unknown): void {
+    if (this.#phase === "done") return
+    this.#phase = "done"
+    this.#interrupted?.()
+    this.#enqueue({ type: "error", error })
+    this.#finish("error", undefined, emptyUsage())
+    this.#release() // a crashed worker is not returned to service
+  }
+
+  /** Abort or consumer cancel: error the stream, then stop the turn before giving the worker back. */
+  #abort(reason: unknown): void {
+    if (this.#aborting || this.#phase === "done") return
+    this.#aborting = true
+    if (!this.#closed) {
+      this.#closed = true
+      try {
+        this.#controller.error(reason)
+      } catch {
+        // the consumer cancelled: the stream is already closed
+      }
+    }
+    // While starting, #run acts on the abort when its request returns.
+    if (this.#phase === "running") this.#interrupt()
+  }
+
+  /** Sends `turn/interrupt` and releases once the turn has ended, or invalidates after `interruptTimeoutMs`. */
+  #interrupt(): void {
+    const confirmed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.#settings.interruptTimeoutMs)
+      this.#interrupted = () => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+    })
+    this.#worker.request("turn/interrupt", { threadId: this.#threadId, turnId: this.#turnId }).catch(() => {
+      // No active turn (it just ended) or the worker died: either way it is over.
+      this.#interrupted?.()
+    })
+    void confirmed.then((ok) => {
+      this.#interrupted = undefined
+      this.#phase = "done"
+      if (ok) this.#release()
+      else this.#invalidate()
+    })
+  }
+
+  #finish(unified: LanguageModelV3FinishReason["unified"], raw: string | undefined, usage: LanguageModelV3Usage): void {
+    this.#enqueue({ type: "finish", finishReason: { unified, raw }, usage, providerMetadata: this.#providerMetadata })
+    if (!this.#closed) {
+      this.#closed = true
+      this.#controller.close()
+    }
+  }
+
+  #enqueue(part: LanguageModelV3StreamPart): void {
+    if (!this.#closed) this.#controller.enqueue(part)
+  }
+
+  #release(): void {
+    if (this.#released) return
+    this.#released = true
+    for (const cleanup of this.#cleanups) cleanup()
+    this.#settings.pool.release(this.#worker)
+  }
+
+  #invalidate(): void {
+    if (this.#released) return
+    this.#released = true
+    for (const cleanup of this.#cleanups) cleanup()
+    void this.#settings.pool.invalidate(this.#worker)
+  }
+}
