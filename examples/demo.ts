@@ -1,0 +1,195 @@
+/**
+ * `npm start`: the library doing its job, with no setup.
+ *
+ * Starts an offline model server on 127.0.0.1 (a stand-in for the OpenAI
+ * Responses API), a pool of real `codex app-server` workers, and sends a batch
+ * of concurrent prompts through the AI SDK model. More prompts than workers:
+ * the rest wait in the FIFO queue, one is aborted while queued. Live progress
+ * per request, then a summary: waits, run times, FIFO order, spawned vs
+ * reused workers, and the processes left alive after shutdown (must be 0).
+ *
+ * Flags: --pool-size N (2), --requests N (6), --abort K (request K is aborted
+ * while queued; 0: none; default the last), --openai (talk to the real
+ * OpenAI service with OPENAI_API_KEY instead of the local model server),
+ * --model NAME (with --openai), --help.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { parseArgs } from "node:util"
+import { streamText } from "ai"
+import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/index.ts"
+import { createCodexProvider } from "../src/ai-sdk.ts"
+import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
+import { startModelServer } from "../test/fixtures/modelServer.ts"
+import { codexArgs, codexBinaryPath } from "../test/helpers/codex.ts"
+
+const { values: flags } = parseArgs({
+  options: {
+    "pool-size": { type: "string", default: "2" },
+    requests: { type: "string", default: "6" },
+    abort: { type: "string" },
+    openai: { type: "boolean", default: false },
+    model: { type: "string", default: "gpt-5.1-codex-mini" },
+    help: { type: "boolean", default: false }
+  }
+})
+
+if (flags.help) {
+  console.log(`Usage: npm start -- [options]
+
+Runs a pool of real codex app-server workers and sends concurrent prompts
+through the AI SDK model, showing the FIFO queue at work.
+
+  --pool-size N   workers (codex processes) in the pool          (default 2)
+  --requests N    prompts sent at once                            (default 6)
+  --abort K       abort prompt K while it waits in the queue,
+                  0 for none                                      (default: the last)
+  --openai        use the real OpenAI service (needs OPENAI_API_KEY)
+                  instead of the embedded offline model server
+  --model NAME    model for --openai                              (default gpt-5.1-codex-mini)
+  --help          this text`)
+  process.exit(0)
+}
+
+const positiveInt = (name: string, text: string | undefined, min: number): number => {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got ${text}`)
+    process.exit(2)
+  }
+  return n
+}
+const poolSize = positiveInt("pool-size", flags["pool-size"], 1)
+const requests = positiveInt("requests", flags.requests, 1)
+const abortIndex = flags.abort === undefined ? (requests > poolSize ? requests : 0) : positiveInt("abort", flags.abort, 0)
+if (flags.openai && process.env["OPENAI_API_KEY"] === undefined) {
+  console.error("--openai needs OPENAI_API_KEY in the environment.")
+  process.exit(2)
+}
+
+const started = performance.now()
+const now = () => Math.round(performance.now() - started)
+const log = (id: number, text: string) => console.log(`${String(now()).padStart(6)} ms  #${id}  ${text}`)
+
+type Outcome = "done" | "aborted" | "failed"
+interface Row {
+  readonly id: number
+  readonly prompt: string
+  queuedAt: number
+  acquiredAt?: number
+  finishedAt?: number
+  pid?: number
+  outcome?: Outcome
+  text: string
+}
+
+const main = async () => {
+  const server = flags.openai ? undefined : await startModelServer({ deltas: 8, slowDelayMs: 40, mode: "slow" })
+  const codexHome = mkdtempSync(path.join(os.tmpdir(), "codex-worker-pool-demo-"))
+  const pool = createCodexWorkerPool({
+    poolSize,
+    codexHome,
+    command: codexBinaryPath(),
+    args: server === undefined ? ["app-server"] : codexArgs({ baseUrl: server.url }),
+    env: server === undefined ? {} : { MOCK_API_KEY: "demo" },
+    name: "demo"
+  })
+  const model = server === undefined ? flags.model : "mock-model"
+  console.log(
+    `codex-worker-pool demo: ${requests} prompts, poolSize ${poolSize}, ` +
+      (server === undefined ? `OpenAI model ${model}` : `offline model server ${server.url}`) +
+      (abortIndex > 0 ? `, prompt #${abortIndex} aborted while queued` : "")
+  )
+
+  const seen = new Map<number, ProcessIdentity>()
+  const acquireOrder: Array<number> = []
+  const rows: Array<Row> = []
+  const run = async (id: number): Promise<void> => {
+    const row: Row = { id, prompt: `Prompt ${id}: say something short.`, queuedAt: now(), text: "" }
+    rows.push(row)
+    const controller = new AbortController()
+    // The model leases through this wrapper, so the demo can see when each request gets its worker.
+    const codex = createCodexProvider({
+      pool: {
+        acquire: async (options) => {
+          const acquiring = pool.acquire(options)
+          const { queued } = pool.stats()
+          if (queued > 0 && row.acquiredAt === undefined) log(id, `queued (position ${queued} in the queue)`)
+          const worker: CodexWorkerHandle = await acquiring
+          row.acquiredAt = now()
+          row.pid = worker.pid
+          acquireOrder.push(id)
+          const identity = readIdentity(worker.pid)
+          if (identity !== undefined && !seen.has(worker.pid)) seen.set(worker.pid, identity)
+          log(id, `got worker pid ${worker.pid} after waiting ${row.acquiredAt - row.queuedAt} ms; streaming`)
+          return worker
+        },
+        release: (worker) => pool.release(worker),
+        invalidate: (worker) => pool.invalidate(worker)
+      },
+      threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" }
+    })
+    log(id, "sent")
+    if (id === abortIndex) {
+      setTimeout(() => {
+        if (row.acquiredAt === undefined) log(id, "aborting while queued")
+        controller.abort()
+      }, 30)
+    }
+    try {
+      const result = streamText({ model: codex(model), prompt: row.prompt, abortSignal: controller.signal })
+      for await (const delta of result.textStream) row.text += delta
+      row.finishedAt = now()
+      if (controller.signal.aborted) throw controller.signal.reason
+      row.outcome = "done"
+      log(id, `done in ${row.finishedAt - (row.acquiredAt ?? row.queuedAt)} ms: ${JSON.stringify(row.text)}`)
+    } catch (error) {
+      row.finishedAt = now()
+      row.outcome = controller.signal.aborted ? "aborted" : "failed"
+      log(
+        id,
+        row.outcome === "failed"
+          ? `failed: ${(error as Error).message}`
+          : row.acquiredAt === undefined
+          ? "aborted while queued: it never got a worker"
+          : "aborted mid-stream"
+      )
+    }
+  }
+
+  await Promise.all(Array.from({ length: requests }, (_, i) => run(i + 1)))
+  const stats = pool.stats()
+  await pool.shutdown()
+  await server?.close()
+  rmSync(codexHome, { recursive: true, force: true })
+
+  // Summary
+  const ordered = [...rows].sort((a, b) => a.id - b.id)
+  console.log("\n  #  outcome   wait ms   run ms  worker")
+  for (const row of ordered) {
+    const wait = row.acquiredAt === undefined ? "-" : String(row.acquiredAt - row.queuedAt)
+    const runMs = row.acquiredAt === undefined || row.finishedAt === undefined ? "-" : String(row.finishedAt - row.acquiredAt)
+    console.log(
+      `${String(row.id).padStart(3)}  ${(row.outcome ?? "?").padEnd(8)} ${wait.padStart(7)}  ${runMs.padStart(7)}  ${row.pid ?? "-"}`
+    )
+  }
+  const waits = ordered.filter((r) => r.acquiredAt !== undefined).map((r) => r.acquiredAt! - r.queuedAt).sort((a, b) => a - b)
+  const pct = (p: number) => waits.length === 0 ? 0 : waits[Math.min(waits.length - 1, Math.ceil((p / 100) * waits.length) - 1)]!
+  const served = ordered.filter((r) => r.acquiredAt !== undefined).map((r) => r.id)
+  const fifo = acquireOrder.join(",") === served.join(",")
+  const survivors = [...seen.values()].filter(isAlive)
+  const completed = ordered.filter((r) => r.outcome === "done").length
+  console.log(`
+wait p50 ${pct(50)} ms, p95 ${pct(95)} ms
+FIFO order held: ${fifo ? "yes" : "NO"} (workers handed out in order ${acquireOrder.join(", ")})
+workers spawned ${stats.created}, reused for ${completed - stats.created} of ${completed} completed prompts
+aborted while queued: ${ordered.filter((r) => r.outcome === "aborted").length}, failed: ${ordered.filter((r) => r.outcome === "failed").length}
+processes left alive after shutdown: ${survivors.length}`)
+  process.exitCode = fifo && survivors.length === 0 && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
