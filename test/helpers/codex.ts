@@ -18,49 +18,24 @@
  * Limits: Linux only (native binary layout, /proc); tested with codex-cli
  * 0.169.0. No dependencies beyond node built-ins.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { createRequire } from "node:module"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-
-const TARGET_TRIPLES: Record<string, { readonly pkg: string; readonly triple: string }> = {
-  "linux-x64": { pkg: "@openai/codex-linux-x64", triple: "x86_64-unknown-linux-musl" },
-  "linux-arm64": { pkg: "@openai/codex-linux-arm64", triple: "aarch64-unknown-linux-musl" },
-  "darwin-x64": { pkg: "@openai/codex-darwin-x64", triple: "x86_64-apple-darwin" },
-  "darwin-arm64": { pkg: "@openai/codex-darwin-arm64", triple: "aarch64-apple-darwin" }
-}
+import { nativeCodexBinary } from "../../src/internal/codexBinary.ts"
 
 /**
  * Absolute path of the native codex binary. `CODEX_BINARY` in the environment
- * wins; otherwise the platform package is resolved from here, then from the
- * `@openai/codex` package (the layout pnpm uses). Throws with a hint if missing.
+ * wins; otherwise the library's own lookup (the platform package of
+ * `@openai/codex`). Throws with a hint if missing.
  */
 export const codexBinaryPath = (): string => {
   const fromEnv = process.env["CODEX_BINARY"]
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv
-  const target = TARGET_TRIPLES[`${process.platform}-${process.arch}`]
-  if (target === undefined) throw new Error(`codex: unsupported platform ${process.platform}-${process.arch}`)
-  const require = createRequire(import.meta.url)
-  const candidates: Array<string> = []
-  const tryResolve = (resolver: NodeJS.Require): void => {
-    try {
-      const pkgJson = resolver.resolve(`${target.pkg}/package.json`)
-      candidates.push(path.join(path.dirname(pkgJson), "vendor", target.triple, "bin", "codex"))
-    } catch {
-      // not resolvable from here
-    }
-  }
-  tryResolve(require)
-  try {
-    tryResolve(createRequire(require.resolve("@openai/codex/package.json")))
-  } catch {
-    // @openai/codex itself is not installed
-  }
-  const found = candidates.find((candidate) => existsSync(candidate))
+  const found = nativeCodexBinary()
   if (found === undefined) {
     throw new Error(
-      `codex: native binary not found (looked for ${target.pkg}). Run \`npm install\` (it is an optional ` +
-        "dependency of @openai/codex) or set CODEX_BINARY."
+      "codex: native binary not found. Run `npm install` (it is an optional dependency of @openai/codex) " +
+        "or set CODEX_BINARY."
     )
   }
   return found
