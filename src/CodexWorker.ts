@@ -97,9 +97,9 @@ export interface ProcessOptions {
  * @category models
  */
 export interface CloseInfo {
-  /** Exit code, when the process exited by itself. */
+  /** Exit code, when the process exited by itself (a crash); null when the pool closed the worker. */
   readonly code: number | null
-  /** The signal that ended it, when one did. */
+  /** The signal that ended it, for a crash; null when the pool closed the worker. */
   readonly signal: string | null
   /** Why the channel closed: a crash, a lease timeout, or a normal finalization. */
   readonly error: WorkerCrashedError | LeaseTimeoutError | ChannelClosedError
@@ -245,24 +245,25 @@ export const make = (
     let closeInfo: CloseInfo | undefined
     const closedDeferred = Deferred.makeUnsafe<CloseInfo>()
     const closeListeners = new Set<(info: CloseInfo) => void>()
-    yield* Effect.forkScoped(Effect.gen(function*() {
-      const error = yield* channel.closed
-      const status = error._tag === "WorkerCrashedError"
-        ? { code: error.code, signal: error.signal }
-        : Option.getOrElse(yield* Effect.timeoutOption(proc.exit, "1 second"), () => ({ code: null, signal: null }))
-      closeInfo = { ...status, error }
-      Deferred.doneUnsafe(closedDeferred, Effect.succeed(closeInfo))
+    // Synchronous, before pending requests fail: whoever reacts to a failed
+    // request finds the worker already out of service.
+    channel.onClose((error) => {
+      const info: CloseInfo = error._tag === "WorkerCrashedError"
+        ? { code: error.code, signal: error.signal, error }
+        : { code: null, signal: null, error }
+      closeInfo = info
       for (const listener of closeListeners) {
         try {
-          listener(closeInfo)
+          listener(info)
         } catch (cause) {
-          yield* Effect.logWarning("codex worker: an onClose listener threw", cause)
+          Effect.runFork(Effect.logWarning("codex worker: an onClose listener threw", cause))
         }
       }
       closeListeners.clear()
-      // Whatever ended the channel, nothing of this worker may outlive it.
-      yield* killTree
-    }))
+      Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
+    })
+    // Whatever ended the channel, nothing of this worker may outlive it.
+    yield* Effect.forkScoped(Effect.andThen(channel.closed, killTree))
     yield* Effect.forkScoped(ProcessTree.refreshEvery(tree, options.processScanIntervalMs ?? 1_000))
 
     const initializeResult = yield* channel.request("initialize", {

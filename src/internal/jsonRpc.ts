@@ -112,6 +112,11 @@ export interface JsonRpcChannel<CE = never> {
    */
   readonly subscribe: (listener: (message: IncomingMessage) => void) => () => void
   /**
+   * Calls `hook` synchronously when the channel closes, before any pending
+   * request fails (at once if already closed); returns the unsubscribe.
+   */
+  readonly onClose: (hook: (error: ChannelClosedError | CE) => void) => () => void
+  /**
    * The incoming notifications and server requests from the moment the stream
    * starts running; it ends when the channel closes. Each run is a separate
    * subscriber with an unbounded buffer.
@@ -203,7 +208,7 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
 
     const pending = new Map<JsonRpcId, Pending<CE>>()
     const listeners = new Set<(message: IncomingMessage) => void>()
-    const closeHooks = new Set<() => void>()
+    const closeHooks = new Set<(error: CloseError) => void>()
     const closedDeferred = Deferred.makeUnsafe<CloseError>()
     const writeLock = Semaphore.makeUnsafe(1)
     let closeError: CloseError | undefined = undefined
@@ -212,12 +217,21 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
     const shutdownUnsafe = (error: CloseError): boolean => {
       if (closeError !== undefined) return false
       closeError = error
+      // Hooks first: the owner learns of the close before any caller does
+      // (a pool must take a dead worker out of service before its user can
+      // react to a failed request by releasing it).
+      for (const hook of closeHooks) {
+        try {
+          hook(error)
+        } catch (cause) {
+          Effect.runFork(Effect.logWarning("JSON-RPC: an onClose hook threw", cause))
+        }
+      }
+      closeHooks.clear()
       const failure = Effect.fail(error)
       for (const entry of pending.values()) Deferred.doneUnsafe(entry.deferred, failure)
       pending.clear()
       listeners.clear()
-      for (const hook of closeHooks) hook()
-      closeHooks.clear()
       Deferred.doneUnsafe(closedDeferred, Effect.succeed(error))
       return true
     }
@@ -284,9 +298,9 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
       }
     }
 
-    const onCloseUnsafe = (hook: () => void): () => void => {
+    const onCloseUnsafe = (hook: (error: CloseError) => void): () => void => {
       if (closeError !== undefined) {
-        hook()
+        hook(closeError)
         return () => {}
       }
       closeHooks.add(hook)
@@ -443,6 +457,7 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
       respond,
       respondError,
       subscribe,
+      onClose: onCloseUnsafe,
       messages,
       close: (reason: string) => shutdown(new ChannelClosedError({ reason })),
       shutdown,

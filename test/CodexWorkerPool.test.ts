@@ -1,0 +1,434 @@
+/**
+ * Real-process tests of the `CodexWorkerPool` Effect service against the fake
+ * app-server (test/fixtures/fake-app-server.mjs).
+ *
+ * Every test carries its own marker on the command line of every process it
+ * starts (the fake passes it on to its MCP-like children), finds them again
+ * through /proc, and ends by asserting that no live process carries it
+ * (zombies count as dead). The afterEach safety net SIGKILLs survivors by PID.
+ *
+ * Pool timers (idle timeout, lease timeout, shutdown timeout) run on the
+ * `TestClock` of `it.effect` and are moved with `TestClock.adjust`; the worker's
+ * own tree kill runs on the live clock, so real process events are awaited
+ * with `waitUntil` (short, bounded polls). The spawn timeout tests use
+ * `it.live` with a 300 ms `spawnTimeoutMs`: the timeout races the real spawn
+ * of a process, and there is no observable moment at which the worker's timer
+ * is known to be armed, so a `TestClock.adjust` could land before it.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import * as CodexWorker from "../src/CodexWorker.ts"
+import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
+import {
+  JsonRpcError,
+  LeaseTimeoutError,
+  PoolOptionsError,
+  WorkerCrashedError,
+  WorkerSpawnError
+} from "../src/errors.ts"
+import {
+  fakeAppServerPath,
+  isLivePid,
+  killByMarker,
+  liveByMarker,
+  markerArg,
+  newMarker,
+  statFields,
+  waitUntil
+} from "./helpers/procs.ts"
+
+let marker = ""
+beforeEach(() => {
+  marker = newMarker()
+})
+afterEach(async () => {
+  // Safety net only: every test asserts on its own that nothing survived.
+  await killByMarker(marker)
+})
+
+/** Pool options that run the fake app-server with this test's marker and `flags`. */
+const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options => ({
+  command: process.execPath,
+  args: [fakeAppServerPath, markerArg(marker), ...flags],
+  killGraceMs: 300,
+  ...options
+})
+
+/** Waits (bounded, real time) until `predicate` holds; the result is asserted by the caller. */
+const eventually = (predicate: () => boolean, timeoutMs = 5_000) =>
+  Effect.promise(() => waitUntil(predicate, { timeoutMs }))
+
+/** True once no live process carries this test's marker. */
+const noMarkedProcessLeft = () => eventually(() => liveByMarker(marker).length === 0)
+
+/**
+ * The pids of a worker's tree as seen from outside the code under test: the
+ * fake app-server and its live children (the MCP-like ones are its direct children).
+ */
+const treeOf = (worker: CodexWorker.CodexWorker): Array<number> => [
+  worker.pid,
+  ...liveByMarker(marker).filter((p) => statFields(p.pid)?.ppid === worker.pid).map((p) => p.pid)
+]
+
+const allDead = (pids: ReadonlyArray<number>) => pids.every((pid) => !isLivePid(pid))
+
+/**
+ * Leases a worker in a scope of its own (a child of the test's scope, so a
+ * lease still held at the end of a test ends before the pool shuts down);
+ * returns the worker and a release effect.
+ */
+const lease = (pool: CodexWorkerPool.Service) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(yield* Effect.scope)
+    const worker = yield* Scope.provide(pool.get, scope)
+    return { worker, release: Scope.close(scope, Exit.void) }
+  })
+
+/** Runs a pool test with Node's process spawner. */
+const withSpawner = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, CodexWorker.layerNode)
+
+/** A request the fake never answers (unknown methods get no response). */
+const unanswered = (worker: CodexWorker.CodexWorker) => worker.request("cwp/never-answered", {})
+
+/** Runs one text turn on `worker` and resolves with the notifications of the turn, up to `turn/completed`. */
+const runTurn = (worker: CodexWorker.CodexWorker, text: string) =>
+  Effect.gen(function*() {
+    const seen: Array<CodexWorker.IncomingMessage> = []
+    const completed = yield* Deferred.make<void>()
+    const unsubscribe = worker.subscribe((message) => {
+      seen.push(message)
+      if (message.method === "turn/completed") Deferred.doneUnsafe(completed, Exit.void)
+    })
+    const { thread } = (yield* worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+    yield* worker.request("turn/start", { threadId: thread.id, input: [{ type: "text", text, text_elements: [] }] })
+    yield* Deferred.await(completed)
+    unsubscribe()
+    return seen
+  })
+
+describe("CodexWorkerPool", () => {
+  describe("every end of a worker leaves no marked process", () => {
+    it.effect("shutdown kills the trees of an idle and a busy worker (the busy one after shutdownTimeout)", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { poolSize: 2, shutdownTimeoutMs: 10_000 }))
+        const busy = yield* lease(pool)
+        const idle = yield* lease(pool)
+        const busyTree = treeOf(busy.worker)
+        const idleTree = treeOf(idle.worker)
+        expect([busyTree.length, idleTree.length]).toEqual([4, 4])
+        yield* idle.release
+
+        const shutdown = yield* Effect.forkChild(pool.shutdown)
+        expect(yield* eventually(() => allDead(idleTree))).toBe(true)
+        yield* TestClock.adjust("10 seconds")
+        yield* Fiber.join(shutdown)
+        expect(allDead(busyTree)).toBe(true)
+        expect(yield* pool.stats).toMatchObject({ workers: 0, finalized: 2, processes: 0 })
+        // Ending the lease after shutdown finalized its worker is harmless.
+        yield* busy.release
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("an idle timeout kills the retired worker's whole tree", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { idleTimeoutMs: 60_000 }))
+        const { release, worker } = yield* lease(pool)
+        const tree = treeOf(worker)
+        expect(tree).toHaveLength(4)
+        yield* release
+        yield* TestClock.adjust("60 seconds")
+        expect(yield* eventually(() => allDead(tree))).toBe(true)
+        expect(yield* eventually(() => Effect.runSync(pool.stats).finalized === 1)).toBe(true)
+        expect(yield* pool.stats).toMatchObject({ workers: 0, idle: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("invalidating a leased worker kills its whole tree when the lease ends", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"]))
+        const { release, worker } = yield* lease(pool)
+        const tree = treeOf(worker)
+        expect(tree).toHaveLength(4)
+        yield* pool.invalidate(worker)
+        yield* release
+        expect(yield* eventually(() => allDead(tree))).toBe(true)
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("a crash mid-turn fails the pending request with WorkerCrashedError and kills the orphaned descendants", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(
+          fake(["--mcp-children", "--crash-mid-turn", "--deltas=4", "--delta-delay-ms=20"])
+        )
+        const { worker } = yield* lease(pool)
+        const tree = treeOf(worker)
+        expect(tree).toHaveLength(4)
+        const { thread } = (yield* worker.request("thread/start", {})) as { thread: { id: string } }
+        yield* worker.request("turn/start", { threadId: thread.id, input: [{ type: "text", text: "hi", text_elements: [] }] })
+        // No clock adjustment: the failure must not wait for the (5 minute) lease timeout.
+        const error = yield* Effect.flip(unanswered(worker))
+        expect(error).toBeInstanceOf(WorkerCrashedError)
+        expect(error).toMatchObject({ pid: worker.pid, code: 1, signal: null })
+        expect((error as WorkerCrashedError).stderrTail.some((line) => line.includes("crashing mid-turn"))).toBe(true)
+        expect((yield* worker.closed).error).toBe(error)
+        expect(yield* eventually(() => allDead(tree))).toBe(true)
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("a lease timeout fails the pending request with LeaseTimeoutError, kills the tree and retires the worker", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { leaseTimeoutMs: 60_000 }))
+        const first = yield* lease(pool)
+        const tree = treeOf(first.worker)
+        expect(tree).toHaveLength(4)
+        const pending = yield* Effect.forkChild(unanswered(first.worker))
+        yield* TestClock.adjust("60 seconds")
+        const error = yield* Effect.flip(Fiber.join(pending))
+        expect(error).toBeInstanceOf(LeaseTimeoutError)
+        expect(error).toMatchObject({ leaseTimeoutMs: 60_000, pid: first.worker.pid })
+        expect(yield* eventually(() => allDead(tree))).toBe(true)
+        // Releasing the expired lease is allowed, and the worker is not handed out again.
+        yield* first.release
+        const second = yield* lease(pool)
+        expect(second.worker.pid).not.toBe(first.worker.pid)
+        expect(yield* eventually(() => Effect.runSync(pool.stats).finalized === 1)).toBe(true)
+        expect(yield* pool.stats).toMatchObject({ created: 2, workers: 1 })
+        yield* second.release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
+  describe("reuse", () => {
+    it.effect("a second lease gets the same process and initializeResult without a second initialize", () =>
+      withSpawner(Effect.gen(function*() {
+        // The fake answers a second `initialize` with an error, which would fail the second lease.
+        const pool = yield* CodexWorkerPool.make(fake())
+        const first = yield* lease(pool)
+        const { initializeResult, pid } = first.worker
+        expect(initializeResult).toMatchObject({ userAgent: expect.stringContaining("fake-app-server") })
+        yield* first.release
+        const second = yield* lease(pool)
+        expect(second.worker.pid).toBe(pid)
+        expect(second.worker.initializeResult).toEqual(initializeResult)
+        expect(yield* pool.stats).toMatchObject({ created: 1, workers: 1 })
+        yield* second.release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
+  describe("crashed workers", () => {
+    it.effect("requests on a crashed worker fail at once with WorkerCrashedError carrying the signal", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake())
+        const { release, worker } = yield* lease(pool)
+        process.kill(worker.pid, "SIGKILL")
+        const closed = yield* worker.closed
+        expect(closed).toMatchObject({ code: null, signal: "SIGKILL" })
+        // No clock adjustment: neither request waits for the lease timeout.
+        const first = yield* Effect.flip(worker.request("thread/start", {}))
+        const second = yield* Effect.flip(worker.request("thread/start", {}))
+        expect(first).toBeInstanceOf(WorkerCrashedError)
+        expect(first).toMatchObject({ pid: worker.pid, code: null, signal: "SIGKILL" })
+        expect(second).toBe(first)
+        yield* release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("releasing a crashed worker is allowed and the next lease gets a new process", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake())
+        const first = yield* lease(pool)
+        process.kill(first.worker.pid, "SIGKILL")
+        yield* first.worker.closed
+        yield* first.release
+        const second = yield* lease(pool)
+        expect(second.worker.pid).not.toBe(first.worker.pid)
+        expect(yield* second.worker.request("thread/start", {})).toMatchObject({ thread: { id: expect.any(String) } })
+        expect(yield* pool.stats).toMatchObject({ created: 2, workers: 1 })
+        yield* second.release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+    it.effect("a worker whose request failed with WorkerCrashedError is not handed to the queued waiter when released", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake([], { poolSize: 1 }))
+        const crash = yield* Deferred.make<void>()
+        let crashedPid = 0
+        // Leases the worker, then (once a waiter is queued) kills it under a pending request;
+        // `use` releases the worker as soon as the request fails.
+        const first = yield* Effect.forkChild(Effect.flip(pool.use((worker) => {
+          crashedPid = worker.pid
+          return Deferred.await(crash).pipe(
+            Effect.andThen(Effect.sync(() => process.kill(worker.pid, "SIGKILL"))),
+            Effect.andThen(unanswered(worker))
+          )
+        })))
+        expect(yield* eventually(() => crashedPid !== 0)).toBe(true)
+        const waiter = yield* Effect.forkChild(pool.use((worker) =>
+          Effect.map(Effect.exit(worker.request("thread/start", {})), (exit) => ({ pid: worker.pid, ok: Exit.isSuccess(exit) }))
+        ))
+        expect(yield* eventually(() => Effect.runSync(pool.stats).queued === 1)).toBe(true)
+        yield* Deferred.succeed(crash, undefined)
+        expect(yield* Fiber.join(first)).toBeInstanceOf(WorkerCrashedError)
+        const next = yield* Fiber.join(waiter)
+        expect(next.pid).not.toBe(crashedPid)
+        expect(next.ok).toBe(true)
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("an idle worker whose process dies is finalized at once and its orphaned descendants are killed", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"]))
+        const first = yield* lease(pool)
+        const tree = treeOf(first.worker)
+        expect(tree).toHaveLength(4)
+        yield* first.release
+        process.kill(first.worker.pid, "SIGKILL")
+        expect(yield* eventually(() => allDead(tree))).toBe(true)
+        expect(yield* eventually(() => Effect.runSync(pool.stats).finalized === 1)).toBe(true)
+        expect(yield* pool.stats).toMatchObject({ workers: 0, idle: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
+  describe("spawn failures", () => {
+    it.effect("a command that does not exist fails with WorkerSpawnError naming it and leaks no slot", () =>
+      withSpawner(Effect.gen(function*() {
+        const command = `/nonexistent/codex-${marker}`
+        const pool = yield* CodexWorkerPool.make({ command, args: ["app-server"] })
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(WorkerSpawnError)
+        expect(error).toMatchObject({ command })
+        expect(error.message).toContain(command)
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0, queued: 0, processes: 0 })
+        // The pool is not stuck: the next acquire tries again and fails the same way.
+        expect(yield* Effect.flip(lease(pool))).toBeInstanceOf(WorkerSpawnError)
+        expect(yield* pool.stats).toMatchObject({ createFailures: 2, workers: 0, creating: 0, queued: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.live("a worker that never answers initialize fails with WorkerSpawnError after spawnTimeoutMs and leaves no process", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children", "--hang-initialize"], { spawnTimeoutMs: 300 }))
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(WorkerSpawnError)
+        expect(error).toMatchObject({ command: process.execPath })
+        expect(error.message).toContain("spawnTimeoutMs")
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.live("a worker that exits before initialize fails with WorkerSpawnError and leaves no process", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--exit-before-initialize"]))
+        const error = yield* Effect.flip(lease(pool))
+        expect(error).toBeInstanceOf(WorkerSpawnError)
+        expect(error).toMatchObject({ command: process.execPath })
+        // The cause says how the process ended, with its last stderr lines.
+        expect((error as WorkerSpawnError).cause).toMatchObject({ _tag: "WorkerCrashedError", code: 1 })
+        expect(error.message).toContain("exiting before initialize")
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
+  describe("channel", () => {
+    it.effect("garbage on stdout and noise on stderr do not break the channel: a full turn completes", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--garbage", "--stderr-noise"]))
+        const seen = yield* pool.use((worker) => runTurn(worker, "hi"))
+        const deltas = seen.filter((m) => m.method === "item/agentMessage/delta").map((m) => (m.params as any).delta)
+        expect(deltas.join("")).toBe("echo: hi 1 2")
+        expect(seen.at(-1)?.params).toMatchObject({ turn: { status: "completed" } })
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("a server error response fails the request with JsonRpcError carrying its code and message", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake())
+        const error = yield* Effect.flip(
+          pool.use((worker) => worker.request("turn/start", { threadId: "no-such-thread", input: [] }))
+        )
+        expect(error).toBeInstanceOf(JsonRpcError)
+        expect(error).toMatchObject({
+          method: "turn/start",
+          code: -32600,
+          serverMessage: "thread not found: no-such-thread",
+          data: undefined
+        })
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
+  describe("stats and metrics", () => {
+    it.effect("stats count codex with its MCP-like children and their memory, and 0 after shutdown", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"]))
+        const { release } = yield* lease(pool)
+        const during = yield* pool.stats
+        expect(during.processes).toBe(4)
+        expect(during.residentBytes).toBeGreaterThan(0)
+        yield* release
+        yield* pool.shutdown
+        expect(yield* pool.stats).toMatchObject({ processes: 0, residentBytes: 0 })
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.effect("the process gauges and the generic pool metrics appear in Metric.snapshot with provider codex", () =>
+      withSpawner(Effect.gen(function*() {
+        const name = `metrics-${marker}`
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { name }))
+        const { release } = yield* lease(pool)
+        const snapshot = yield* Metric.snapshot
+        const mine = Object.fromEntries(
+          snapshot.filter((s) => s.attributes?.["pool"] === name).map((s) => [s.id, s])
+        )
+        expect(mine["codex_worker_pool_processes"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        expect(mine["codex_worker_pool_processes"]?.state).toEqual({ value: 4 })
+        expect(mine["codex_worker_pool_resident_bytes"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        expect((mine["codex_worker_pool_resident_bytes"]?.state as { value: number }).value).toBeGreaterThan(0)
+        expect(mine["worker_pool_workers_busy"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        expect(mine["worker_pool_workers_busy"]?.state).toEqual({ value: 1 })
+        expect(mine["worker_pool_workers_created_total"]?.state).toMatchObject({ count: 1 })
+        yield* release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))))
+  })
+
+  describe("service and layer", () => {
+    it.effect("layerNode provides the service: use runs a request, and closing the layer kills every tree", () =>
+      Effect.gen(function*() {
+        let tree: Array<number> = []
+        const result = yield* Effect.gen(function*() {
+          const pool = yield* CodexWorkerPool.CodexWorkerPool
+          return yield* pool.use((worker) => {
+            tree = treeOf(worker)
+            return worker.request("thread/start", { ephemeral: true })
+          })
+        }).pipe(Effect.provide(CodexWorkerPool.layerNode(fake(["--mcp-children"]))))
+        expect(result).toMatchObject({ thread: { id: expect.any(String), ephemeral: true } })
+        expect(tree).toHaveLength(4)
+        // The layer's scope has closed: shutdown waited for every tree to be killed.
+        expect(allDead(tree)).toBe(true)
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      }))
+
+    it.effect("make with a bad option dies with PoolOptionsError naming the option", () =>
+      withSpawner(Effect.gen(function*() {
+        const exit = yield* Effect.exit(CodexWorkerPool.make({ poolSize: 0 }))
+        expect(Exit.isFailure(exit)).toBe(true)
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        expect(defect).toBeInstanceOf(PoolOptionsError)
+        expect((defect as PoolOptionsError).message).toContain("poolSize")
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+})
