@@ -18,9 +18,12 @@
  * Threads: each call starts a thread (`thread/start`, with `threadDefaults`)
  * unless the prompt's last assistant message carries a thread id in its
  * provider metadata (`providerOptions.codex.threadId`, which this model writes
- * on every text part and on `finish`): then it resumes that thread
- * (`thread/resume`) and sends only the messages after it. System messages
- * become the new thread's `developerInstructions`.
+ * on every text part and on `finish`): then it continues that thread and
+ * sends only the messages after it. A worker that has the thread loaded
+ * continues it directly; another one asks for `thread/resume`; a thread that
+ * cannot be resumed (an ephemeral thread that lived on another worker) is
+ * replaced by a new one that gets the whole conversation. System messages
+ * become a new thread's `developerInstructions`.
  *
  * Limits: text in, text out. Files, tool definitions and sampling settings
  * (temperature, topP, ...) are not passed to Codex; each is reported as an
@@ -54,7 +57,7 @@ import type {
 } from "@ai-sdk/provider"
 import type { CodexWorkerHandle } from "./CodexPromisePool.ts"
 import type { IncomingMessage } from "./CodexWorker.ts"
-import { PoolOptionsError } from "./errors.ts"
+import { JsonRpcError, PoolOptionsError } from "./errors.ts"
 
 /**
  * What the model needs of a pool: `createCodexWorkerPool`'s facade.
@@ -126,6 +129,7 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
   }
   const settings: Settings = {
     pool: options.pool,
+    loadedThreads: new WeakMap(),
     threadDefaults: options.threadDefaults ?? {},
     interruptTimeoutMs,
     approvals: options.approvals ?? (() => "decline")
@@ -136,6 +140,8 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
 
 interface Settings {
   readonly pool: CodexPoolLike
+  /** Threads each worker has loaded: those are continued without `thread/resume`. */
+  readonly loadedThreads: WeakMap<CodexWorkerHandle, Set<string>>
   readonly threadDefaults: Readonly<Record<string, unknown>>
   readonly interruptTimeoutMs: number
   readonly approvals: NonNullable<CodexProviderOptions["approvals"]>
@@ -252,7 +258,7 @@ class CodexLanguageModel implements LanguageModelV3 {
     let usage = emptyUsage()
     let providerMetadata: SharedV3ProviderMetadata | undefined
     let warnings: Array<SharedV3Warning> = []
-    const texts = new Map<string, { type: "text"; text: string }>()
+    const texts = new Map<string, { text: string }>()
     const reader = stream.getReader()
     for (;;) {
       const { done, value: part } = await reader.read()
@@ -262,7 +268,12 @@ class CodexLanguageModel implements LanguageModelV3 {
           warnings = part.warnings
           break
         case "text-start": {
-          const text = { type: "text" as const, text: "" }
+          // Keep the part's metadata: it carries the thread id a later call resumes.
+          const text = {
+            type: "text" as const,
+            text: "",
+            ...(part.providerMetadata === undefined ? {} : { providerMetadata: part.providerMetadata })
+          }
           texts.set(part.id, text)
           content.push(text)
           break
@@ -333,12 +344,14 @@ class Turn {
     const newMessages = found === undefined ? options.prompt : options.prompt.slice(found.index + 1)
     const system = options.prompt.filter((m) => m.role === "system").map(textOf).join("\n\n")
     const text = turnText(newMessages)
+    // If the thread cannot be resumed, a new one gets the whole conversation.
+    const transcript = found === undefined ? text : turnText(options.prompt)
     this.requestBody = { threadId: found?.threadId, text }
     this.stream = new ReadableStream<LanguageModelV3StreamPart>({
       start: (controller) => {
         this.#controller = controller
         controller.enqueue({ type: "stream-start", warnings: warningsFor(options) })
-        void this.#run(modelId, found?.threadId, system, text)
+        void this.#run(modelId, found?.threadId, system, text, transcript)
       },
       cancel: () => this.#abort(new Error("The stream was cancelled by its consumer."))
     })
@@ -348,12 +361,18 @@ class Turn {
     return { codex: this.#threadId === undefined ? {} : { threadId: this.#threadId } }
   }
 
-  async #run(modelId: string, resumeId: string | undefined, system: string, text: string): Promise<void> {
+  async #run(
+    modelId: string,
+    resumeId: string | undefined,
+    system: string,
+    text: string,
+    transcript: string
+  ): Promise<void> {
     const worker = this.#worker
     this.#cleanups.push(
       worker.onMessage((message) => this.#onMessage(message)),
       worker.onClose((event) => {
-        if (event.error !== undefined) this.#fail(event.error)
+        this.#fail(event.error ?? new Error("The codex worker was closed by its pool (shutdown) during the turn."))
       })
     )
     const signal = this.#signal
@@ -361,18 +380,18 @@ class Turn {
       const onAbort = () => this.#abort(signal.reason)
       signal.addEventListener("abort", onAbort, { once: true })
       this.#cleanups.push(() => signal.removeEventListener("abort", onAbort))
-      if (signal.aborted) return this.#abort(signal.reason)
+      if (signal.aborted) {
+        // Aborted just as the worker was handed over: nothing is in flight yet.
+        this.#abort(signal.reason)
+        return this.#release()
+      }
     }
     try {
-      const defaults = this.#settings.threadDefaults
-      const thread = resumeId === undefined
-        ? await worker.request("thread/start", {
-          model: modelId,
-          ...(system === "" ? {} : { developerInstructions: system }),
-          ...defaults
-        })
-        : await worker.request("thread/resume", { ...defaults, threadId: resumeId })
-      this.#threadId = (thread as { thread: { id: string } }).thread.id
+      const loaded = this.#loadedThreads()
+      const threadId = await this.#openThread(modelId, resumeId, system, loaded)
+      if (threadId === undefined) text = transcript // the old thread is gone: start over with everything
+      this.#threadId = threadId ?? await this.#startThread(modelId, system)
+      loaded.add(this.#threadId)
       if (this.#aborting) return this.#release() // no turn was started
       const started = await worker.request("turn/start", {
         threadId: this.#threadId,
@@ -386,6 +405,44 @@ class Turn {
     } catch (error) {
       this.#fail(error)
     }
+  }
+
+  #loadedThreads(): Set<string> {
+    const all = this.#settings.loadedThreads
+    let loaded = all.get(this.#worker)
+    if (loaded === undefined) all.set(this.#worker, loaded = new Set())
+    return loaded
+  }
+
+  /**
+   * The thread to continue: `resumeId` itself when this worker has it loaded,
+   * else what `thread/resume` answers; `undefined` when there is none to
+   * continue or it cannot be resumed (an ephemeral thread of another worker).
+   */
+  async #openThread(
+    modelId: string,
+    resumeId: string | undefined,
+    system: string,
+    loaded: Set<string>
+  ): Promise<string | undefined> {
+    if (resumeId === undefined) return this.#startThread(modelId, system)
+    if (loaded.has(resumeId)) return resumeId
+    try {
+      const resumed = await this.#worker.request("thread/resume", { ...this.#settings.threadDefaults, threadId: resumeId })
+      return (resumed as { thread: { id: string } }).thread.id
+    } catch (error) {
+      if (error instanceof JsonRpcError) return undefined
+      throw error
+    }
+  }
+
+  async #startThread(modelId: string, system: string): Promise<string> {
+    const started = await this.#worker.request("thread/start", {
+      model: modelId,
+      ...(system === "" ? {} : { developerInstructions: system }),
+      ...this.#settings.threadDefaults
+    })
+    return (started as { thread: { id: string } }).thread.id
   }
 
   #onMessage(message: IncomingMessage): void {
