@@ -249,7 +249,6 @@ export class PoolCore<W> {
     this.slots.set(worker, slot)
     if (op.owner !== undefined) op.owner.create = undefined
     if (this.closed) {
-      slot.state = "idle" // not leased: finalize directly
       this.finalize(slot)
     } else if (this.queue.length !== 0) {
       this.leased++
