@@ -251,20 +251,42 @@ export interface Internals<W> {
   readonly whenFinalized: (slot: Slot<W>) => Promise<void>
 }
 
+/**
+ * How many hand-offs may resume their fibers synchronously inside each other.
+ * A release resumes the next waiter's fiber at once, and that fiber may
+ * release again before returning: past this depth the resume is scheduled
+ * instead, so a long queue of quick leases cannot overflow the stack.
+ */
+const MAX_NESTED_RESUMES = 32
+let nestedResumes = 0
+
 /** A waiter that is a fiber suspended in `Effect.callback`. */
 class FiberWaiter<W, E> extends Waiter<W> {
   resume!: (effect: Effect.Effect<Slot<W>, E | PoolError>) => void
   slot: Slot<W> | undefined = undefined
   succeed(slot: Slot<W>): void {
     this.slot = slot
-    this.resume(Effect.succeed(slot))
+    this.wake(Effect.succeed(slot))
   }
   fail(failure: WaiterFailure): void {
-    this.resume(
+    this.wake(
       "createFailure" in failure
         ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
         : Effect.fail(failure)
     )
+  }
+  private wake(effect: Effect.Effect<Slot<W>, E | PoolError>): void {
+    if (nestedResumes >= MAX_NESTED_RESUMES) {
+      // The fiber resumes into a yield: it continues from the scheduler, on a fresh stack.
+      this.resume(Effect.andThen(Effect.yieldNow, effect))
+      return
+    }
+    nestedResumes++
+    try {
+      this.resume(effect)
+    } finally {
+      nestedResumes--
+    }
   }
 }
 
@@ -418,17 +440,17 @@ export const make = <W, E = never, R = never>(
     )
     core.start(driver)
 
-    const release = (slot: Slot<W>) => {
+    /** The release of the lease `slot` is under now (a stale one is refused). */
+    const releaser = (slot: Slot<W>) => {
       const lease = slot.lease
-      return Effect.sync(() => core.release(slot, lease))
+      return () => Effect.sync(() => core.release(slot, lease))
     }
 
-    const acquireSlot = (
+    /** Waits in the queue (after `core.take()` found nothing). */
+    const waitForSlot = (
       restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
       timeout: number
     ): Effect.Effect<Slot<W>, E | PoolError> => {
-      const slot = core.take()
-      if (slot !== undefined) return Effect.succeed(slot)
       const waiter = new FiberWaiter<W, E>()
       return Effect.onInterrupt(
         restore(Effect.callback<Slot<W>, E | PoolError>((resume) => {
@@ -441,13 +463,29 @@ export const make = <W, E = never, R = never>(
       )
     }
 
+    // Both run their body each time they are run: an idle worker is taken
+    // synchronously, with no Effect built for waiting.
     const getWith = (timeout: number): Effect.Effect<W, E | PoolError, Scope.Scope> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          Effect.suspend(() => acquireSlot(restore, timeout)),
-          (slot) => Effect.as(Effect.addFinalizer(() => release(slot)), slot.worker)
-        )
-      )
+      Effect.uninterruptibleMask((restore) => {
+        const slot = core.take()
+        return slot !== undefined
+          ? Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
+          : Effect.flatMap(
+            waitForSlot(restore, timeout),
+            (slot) => Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
+          )
+      })
+
+    const useWith = <A, E2, R2>(
+      f: (worker: W) => Effect.Effect<A, E2, R2>,
+      timeout: number
+    ): Effect.Effect<A, E | E2 | PoolError, R2> =>
+      Effect.uninterruptibleMask((restore) => {
+        const slot = core.take()
+        return slot !== undefined
+          ? Effect.onExit(restore(f(slot.worker)), releaser(slot))
+          : Effect.flatMap(waitForSlot(restore, timeout), (slot) => Effect.onExit(restore(f(slot.worker)), releaser(slot)))
+      })
 
     const acquireTimeoutOf = (options: AcquireOptions | undefined): number => {
       if (options?.timeout === undefined) return settings.acquireTimeout
@@ -472,12 +510,9 @@ export const make = <W, E = never, R = never>(
       get: getWith(settings.acquireTimeout),
       getWith: (options) => Effect.suspend(() => getWith(acquireTimeoutOf(options))),
       use: (f, options) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(
-            Effect.suspend(() => acquireSlot(restore, acquireTimeoutOf(options))),
-            (slot) => Effect.onExit(restore(f(slot.worker)), () => release(slot))
-          )
-        ),
+        options?.timeout === undefined
+          ? useWith(f, settings.acquireTimeout)
+          : Effect.suspend(() => useWith(f, acquireTimeoutOf(options))),
       invalidate: (worker) =>
         Effect.sync(() => {
           const slot = core.slots.get(worker)

@@ -131,6 +131,24 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 1, queued: 0, workers: 1 })
       }))
 
+    it.effect("a long queue of leases that end at once is served without overflowing the stack", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const first = yield* lease(pool)
+        let served = 0
+        const fibers = yield* Effect.forEach(
+          Array.from({ length: 5_000 }),
+          () => Effect.forkChild(pool.use(() => Effect.sync(() => void served++))),
+          { concurrency: 1 }
+        )
+        yield* settle
+        expect((yield* pool.stats).queued).toBe(5_000)
+        yield* first.release
+        yield* Fiber.joinAll(fibers)
+        expect(served).toBe(5_000)
+        expect(yield* pool.stats).toMatchObject({ queued: 0, busy: 0, idle: 1 })
+      }))
+
     it.effect("interrupting a use while queued leaves nothing queued", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })

@@ -294,9 +294,8 @@ export class PoolCore<W> {
     while (top !== undefined && top.deadline <= now) {
       const queuedAhead = this.queue.countAhead(top)
       this.unlinkWaiter(top)
-      top.fail(
-        new AcquireTimeoutError({ waitedMs: now - top.enqueuedAt, queuedAhead, poolSize: this.settings.size })
-      )
+      const waitedMs = now - top.enqueuedAt
+      top.fail(withoutStack(() => new AcquireTimeoutError({ waitedMs, queuedAhead, poolSize: this.settings.size })))
       top = this.deadlines.peek()
     }
     const { idleTimeout, minIdle } = this.settings
@@ -322,7 +321,7 @@ export class PoolCore<W> {
     this.closed = true
     for (let w = this.queue.head; w !== undefined; w = this.queue.head) {
       this.unlinkWaiter(w)
-      w.fail(new PoolShutdownError())
+      w.fail(withoutStack(() => new PoolShutdownError()))
     }
     for (let s = this.idleHead; s !== undefined; s = this.idleHead) {
       this.unlinkIdle(s)
@@ -429,5 +428,21 @@ export class PoolCore<W> {
       this.timerAt = at
       this.driver.setTimer(at)
     }
+  }
+}
+
+/**
+ * Builds an error without capturing a stack trace. For the errors the pool
+ * makes in bulk (a timer expiring many waiters, shutdown failing the whole
+ * queue): their stack would only show the pool's internals, and capturing it
+ * costs most of the time of a large timeout storm.
+ */
+const withoutStack = <A>(make: () => A): A => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return make()
+  } finally {
+    Error.stackTraceLimit = limit
   }
 }
