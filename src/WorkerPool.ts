@@ -264,8 +264,11 @@ let nestedResumes = 0
 class FiberWaiter<W, E> extends Waiter<W> {
   resume!: (effect: Effect.Effect<Slot<W>, E | PoolError>) => void
   slot: Slot<W> | undefined = undefined
+  /** The lease the worker was handed over under. */
+  lease = 0
   succeed(slot: Slot<W>): void {
     this.slot = slot
+    this.lease = slot.lease
     this.wake(Effect.succeed(slot))
   }
   fail(failure: WaiterFailure): void {
@@ -482,9 +485,19 @@ export const make = <W, E = never, R = never>(
     ): Effect.Effect<A, E | E2 | PoolError, R2> =>
       Effect.uninterruptibleMask((restore) => {
         const slot = core.take()
-        return slot !== undefined
-          ? Effect.onExit(restore(f(slot.worker)), releaser(slot))
-          : Effect.flatMap(waitForSlot(restore, timeout), (slot) => Effect.onExit(restore(f(slot.worker)), releaser(slot)))
+        if (slot !== undefined) return Effect.onExit(restore(f(slot.worker)), releaser(slot))
+        // One exit handler covers every way out: `f` ended (release), interrupted
+        // while queued (leave the queue), or interrupted just as a worker arrived
+        // (pass it on to the next waiter).
+        const waiter = new FiberWaiter<W, E>()
+        const wait = Effect.callback<Slot<W>, E | PoolError>((resume) => {
+          waiter.resume = resume
+          core.enqueue(waiter, timeout)
+        })
+        return Effect.onExit(
+          restore(Effect.flatMap(wait, (slot) => f(slot.worker))),
+          () => Effect.sync(() => waiter.slot === undefined ? core.cancel(waiter) : core.release(waiter.slot, waiter.lease))
+        )
       })
 
     const acquireTimeoutOf = (options: AcquireOptions | undefined): number => {

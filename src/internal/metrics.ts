@@ -1,8 +1,7 @@
 /**
- * The pool's Effect metrics. Gauges and counters are registered series that
- * read the pool's own counts when a snapshot or exporter asks, so keeping them
- * costs nothing on the acquire / release path; only the wait-time histogram
- * is updated as waits end.
+ * The pool's Effect metrics. Every series is a registered one that reads the
+ * pool's own counts when a snapshot or exporter asks, so keeping them costs
+ * nothing on the acquire / release path but a bucket increment per wait.
  *
  * Every series carries the attributes `pool` (the pool's name) and `provider`.
  *
@@ -61,16 +60,54 @@ export const registerPoolMetrics = (
       modify: () => {}
     }))
   }
-  const wait = Metric.histogram(MetricNames.waitMs, {
-    description: "Milliseconds an acquire spent queued before it got a worker",
-    boundaries: waitBoundaries,
-    attributes
-  })
+  // The histogram is a registered series too: recording a wait is a bucket
+  // increment here, and Effect reads the state when asked.
+  const wait = new WaitRecorder(waitBoundaries)
+  registrations.push(Metric.registerUnsafe(
+    Metric.histogram(MetricNames.waitMs, {
+      description: "Milliseconds an acquire spent queued before it got a worker",
+      boundaries: waitBoundaries,
+      attributes
+    }),
+    context,
+    { get: () => wait.state(), update: () => {}, modify: () => {} }
+  ))
   return {
-    recordWait: (ms) => wait.updateUnsafe(ms, context),
+    recordWait: (ms) => wait.record(ms),
     remove: () => {
       for (const r of registrations) r.remove()
-      Metric.removeUnsafe(wait, context)
     }
+  }
+}
+
+/** A histogram with Effect's semantics (cumulative buckets, `value <= boundary`). */
+class WaitRecorder {
+  readonly #boundaries: ReadonlyArray<number>
+  readonly #counts: Uint32Array
+  #count = 0
+  #sum = 0
+  #min = Number.MAX_VALUE
+  #max = -Number.MAX_VALUE
+
+  constructor(boundaries: ReadonlyArray<number>) {
+    this.#boundaries = boundaries
+    this.#counts = new Uint32Array(boundaries.length + 1)
+  }
+
+  record(value: number): void {
+    const boundaries = this.#boundaries
+    let i = 0
+    while (i < boundaries.length && value > boundaries[i]!) i++
+    this.#counts[i]!++
+    this.#count++
+    this.#sum += value
+    if (value < this.#min) this.#min = value
+    if (value > this.#max) this.#max = value
+  }
+
+  state(): Metric.HistogramState {
+    let cumulated = 0
+    const buckets = this.#boundaries.map((boundary, i): [number, number] => [boundary, cumulated += this.#counts[i]!])
+    return { buckets, count: this.#count, min: this.#min, max: this.#max, sum: this.#sum }
   }
 }
