@@ -377,7 +377,9 @@ export const make = <W, E = never, R = never>(
     const driver: Driver<W> = {
       now: () => clock.currentTimeMillisUnsafe(),
       create: (op) => {
-        creates.set(op, run(createWorker(op)))
+        const fiber = run(createWorker(op))
+        // A create that completed synchronously has already been accounted for.
+        if (fiber.pollUnsafe() === undefined) creates.set(op, fiber)
       },
       finalize: (slot) => {
         run(finalizeWorker(slot))

@@ -171,6 +171,9 @@ export class PoolCore<W> {
    */
   enqueue(waiter: Waiter<W>, timeout: number = this.settings.acquireTimeout): void {
     if (this.closed) return waiter.fail(new PoolShutdownError())
+    // A caller may run other work between its `take` and this call (a fiber
+    // can yield in between): a worker that went idle meanwhile is served now.
+    if (this.queue.length === 0 && this.idle !== 0) return waiter.succeed(this.take()!, 0)
     // `maxQueue` bounds the waiters left for a release: those a new worker is
     // being (or can be) created for do not count.
     if (this.total >= this.settings.size && this.queue.length - this.creating >= this.settings.maxQueue) {
@@ -253,6 +256,8 @@ export class PoolCore<W> {
     } else if (this.queue.length !== 0) {
       this.leased++
       this.handOff(slot, this.queue.head!)
+      // It may have been a warm-up worker: keep `minIdle` warm.
+      this.reconcile(true)
     } else {
       this.pushIdle(slot)
     }
