@@ -209,7 +209,8 @@ export const make = (
       untrack?.()
     }
     let killing: Promise<void> | undefined
-    // Memoized: a crash and the finalizer may both ask for the kill.
+    // Memoized: a crash and the finalizer may both ask for the kill. It runs on
+    // the live clock: real processes need real time even under a TestClock.
     const killTree = Effect.suspend(() => {
       if (killing === undefined) killing = Effect.runPromise(ProcessTree.kill(tree, { graceMs }).pipe(Effect.asVoid))
       return Effect.promise(() => killing!)
