@@ -265,6 +265,26 @@ describe("createCodexWorkerPool", () => {
     })
   })
 
+  describe("host SIGKILL", () => {
+    it("without the watchdog, a SIGKILLed host leaves the MCP-like descendants alive (the documented limit)", async () => {
+      const host = await startHost(["--mode=wait"])
+      host.child.kill("SIGKILL")
+      await host.exited
+      // codex (the fake) exits on stdin EOF; its descendants in other groups and sessions are nobody's to kill.
+      expect(await waitUntil(() => host.ready.pids.every((pid) => !liveByMarker(marker).some((p) => p.pid === pid))))
+        .toBe(true)
+      expect(liveByMarker(marker).length).toBeGreaterThan(0)
+    })
+
+    it("with watchdog: true, a SIGKILLed host leaves no marked process", async () => {
+      const host = await startHost(["--mode=wait", "--watchdog"])
+      expect(host.ready.processes).toBe(8)
+      host.child.kill("SIGKILL")
+      expect(await host.exited).toEqual({ code: null, signal: "SIGKILL" })
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+  })
+
   describe("crashed workers", () => {
     it("a request on a crashed worker rejects at once with WorkerCrashedError carrying the signal", async () => {
       const pool = createCodexWorkerPool(fake())
