@@ -260,25 +260,34 @@ export interface Internals<W> {
 const MAX_NESTED_RESUMES = 32
 let nestedResumes = 0
 
-/** A waiter that is a fiber suspended in `Effect.callback`. */
-class FiberWaiter<W, E> extends Waiter<W> {
-  resume!: (effect: Effect.Effect<Slot<W>, E | PoolError>) => void
+/**
+ * A waiter that is a fiber suspended in `Effect.callback`. It resumes the
+ * fiber straight into what comes next (`continueWith(slot)`: the caller's own effect,
+ * for `use`), so a hand-off builds no continuation of its own.
+ */
+class FiberWaiter<W, A, E> extends Waiter<W> {
+  resume!: (effect: Effect.Effect<A, E>) => void
+  readonly continueWith: (slot: Slot<W>) => Effect.Effect<A, E>
   slot: Slot<W> | undefined = undefined
   /** The lease the worker was handed over under. */
   lease = 0
+  constructor(continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
+    super()
+    this.continueWith = continueWith
+  }
   succeed(slot: Slot<W>): void {
     this.slot = slot
     this.lease = slot.lease
-    this.wake(Effect.succeed(slot))
+    this.wake(this.continueWith(slot))
   }
   fail(failure: WaiterFailure): void {
     this.wake(
       "createFailure" in failure
         ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
-        : Effect.fail(failure)
+        : Effect.fail(failure as E)
     )
   }
-  private wake(effect: Effect.Effect<Slot<W>, E | PoolError>): void {
+  private wake(effect: Effect.Effect<A, E>): void {
     if (nestedResumes >= MAX_NESTED_RESUMES) {
       // The fiber resumes into a yield: it continues from the scheduler, on a fresh stack.
       this.resume(Effect.andThen(Effect.yieldNow, effect))
@@ -292,6 +301,8 @@ class FiberWaiter<W, E> extends Waiter<W> {
     }
   }
 }
+
+const succeedWith = <A>(a: A) => Effect.succeed(a)
 
 /**
  * Makes a pool in the current scope. Closing the scope shuts it down.
@@ -456,7 +467,7 @@ export const make = <W, E = never, R = never>(
       restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
       timeout: number
     ): Effect.Effect<Slot<W>, E | PoolError> => {
-      const waiter = new FiberWaiter<W, E>()
+      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(succeedWith)
       return Effect.onInterrupt(
         restore(Effect.callback<Slot<W>, E | PoolError>((resume) => {
           waiter.resume = resume
@@ -491,13 +502,19 @@ export const make = <W, E = never, R = never>(
         // One exit handler covers every way out: `f` ended (release), interrupted
         // while queued (leave the queue), or interrupted just as a worker arrived
         // (pass it on to the next waiter).
-        const waiter = new FiberWaiter<W, E>()
-        const wait = Effect.callback<Slot<W>, E | PoolError>((resume) => {
-          waiter.resume = resume
-          core.enqueue(waiter, timeout)
+        // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
+        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>((slot) => {
+          try {
+            return f(slot.worker) as Effect.Effect<A, E | E2 | PoolError>
+          } catch (defect) {
+            return Effect.die(defect)
+          }
         })
         return Effect.onExit(
-          restore(Effect.flatMap(wait, (slot) => f(slot.worker))),
+          restore(Effect.callback<A, E | E2 | PoolError, R2>((resume) => {
+            waiter.resume = resume
+            core.enqueue(waiter, timeout)
+          })),
           () => Effect.sync(() => waiter.slot === undefined ? core.cancel(waiter) : core.release(waiter.slot, waiter.lease))
         )
       })

@@ -450,6 +450,23 @@ describe("WorkerPool", () => {
         expect(second.worker.id).toBe(2)
       }))
 
+    it.effect("a use whose function throws while queued dies with that defect and releases the worker", () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
+        const first = yield* lease(pool)
+        const boom = new Error("boom")
+        const queued = yield* Effect.forkChild(pool.use((): Effect.Effect<void> => {
+          throw boom
+        }))
+        const next = yield* Effect.forkChild(pool.use((r) => Effect.succeed(r.id)))
+        yield* settle
+        yield* first.release
+        const exit = yield* Fiber.await(queued)
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        expect(yield* Fiber.join(next)).toBe(1)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0 })
+      }))
+
     it.effect("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
