@@ -456,10 +456,17 @@ export const make = <W, E = never, R = never>(
     )
     core.start(driver)
 
-    /** The release of the lease `slot` is under now (a stale one is refused). */
+    /**
+     * The release of the lease `slot` is under now (a stale one is refused), as
+     * an exit handler: it runs in the fiber, uninterruptibly, so it releases
+     * right there and returns no effect to run.
+     */
     const releaser = (slot: Slot<W>) => {
       const lease = slot.lease
-      return () => Effect.sync(() => core.release(slot, lease))
+      return () => {
+        core.release(slot, lease)
+        return Effect.void
+      }
     }
 
     /** Waits in the queue (after `core.take()` found nothing). */
@@ -515,7 +522,11 @@ export const make = <W, E = never, R = never>(
             waiter.resume = resume
             core.enqueue(waiter, timeout)
           })),
-          () => Effect.sync(() => waiter.slot === undefined ? core.cancel(waiter) : core.release(waiter.slot, waiter.lease))
+          () => {
+            if (waiter.slot === undefined) core.cancel(waiter)
+            else core.release(waiter.slot, waiter.lease)
+            return Effect.void
+          }
         )
       })
 
