@@ -30,11 +30,13 @@
 import { Cause, Effect, Exit, Layer, Scope } from "effect"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
-import * as CodexWorkerPool from "./CodexWorkerPool.ts"
+import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { PoolOptionsError } from "./errors.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
+import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { CoreKey, type Internals } from "./internal/poolInternals.ts"
 import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
-import * as WorkerPool from "./WorkerPool.ts"
+import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
  * How a worker's process ended, as `onClose` reports it.
@@ -150,7 +152,7 @@ const makeHandle = (worker: CodexWorker.CodexWorker): CodexWorkerHandle & { read
 class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPromiseWorkerPool {
   readonly #workers: ReadonlySet<CodexWorker.CodexWorker>
   constructor(
-    internals: WorkerPool.Internals<CodexWorkerHandle>,
+    internals: Internals<CodexWorkerHandle>,
     scope: Scope.Closeable,
     workers: ReadonlySet<CodexWorker.CodexWorker>
   ) {
@@ -158,7 +160,7 @@ class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPr
     this.#workers = workers
   }
   override stats(): CodexWorkerPool.Stats {
-    return { ...super.stats(), ...CodexWorkerPool.processStats(this.#workers) }
+    return { ...super.stats(), ...processStats(this.#workers) }
   }
 }
 
@@ -171,20 +173,20 @@ class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPr
  * @category constructors
  */
 export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
-  const settings = CodexWorkerPool.validate(options)
+  const settings = validate(options)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
     const parts = Effect.runSync(
-      CodexWorkerPool.makeParts<CodexWorkerHandle>(settings, {
+      makeParts<CodexWorkerHandle>(settings, {
         wrap: makeHandle,
         unwrap: (handle) => (handle as ReturnType<typeof makeHandle>)[WorkerKey]
       }).pipe(Scope.provide(scope), Effect.provideContext(context))
     )
     const pool = parts.pool as WorkerPool.WorkerPool<CodexWorkerHandle, unknown> & {
-      readonly [WorkerPool.CoreKey]: WorkerPool.Internals<CodexWorkerHandle>
+      readonly [CoreKey]: Internals<CodexWorkerHandle>
     }
-    return new CodexPromisePool(pool[WorkerPool.CoreKey], scope, parts.workers)
+    return new CodexPromisePool(pool[CoreKey], scope, parts.workers)
   } catch (error) {
     Effect.runFork(Scope.close(scope, Exit.void))
     throw error

@@ -31,14 +31,13 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Metric, Schema } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "./CodexWorker.ts"
-import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "./errors.ts"
-import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./internal/options.ts"
-import { startWatchdog } from "./internal/watchdog.ts"
-import * as WorkerPool from "./WorkerPool.ts"
+import type { WorkerSpawnError } from "./errors.ts"
+import { makeParts, validate } from "./internal/codexPool.ts"
+import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
  * Options of a Codex worker pool. Times are in milliseconds.
@@ -113,141 +112,6 @@ export interface Service {
  * @category services
  */
 export class CodexWorkerPool extends Context.Service<CodexWorkerPool, Service>()("codex-worker-pool/CodexWorkerPool") {}
-
-const OptionsSchema = Schema.Struct({
-  poolSize: Schema.optional(IntAtLeast(1)),
-  idleTimeoutMs: Schema.optional(Millis),
-  acquireTimeoutMs: Schema.optional(Millis),
-  maxQueue: Schema.optional(CountOrInfinity),
-  minIdle: Schema.optional(IntAtLeast(0)),
-  leaseTimeoutMs: Schema.optional(Millis),
-  shutdownTimeoutMs: Schema.optional(Millis),
-  name: Schema.optional(Schema.String),
-  watchdog: Schema.optional(Schema.Boolean),
-  command: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
-  args: Schema.optional(Schema.Array(Schema.String)),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.UndefinedOr(Schema.String))),
-  cwd: Schema.optional(Schema.String),
-  codexHome: Schema.optional(Schema.String),
-  spawnTimeoutMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
-  killGraceMs: Schema.optional(Millis),
-  processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
-  clientInfo: Schema.optional(Schema.Struct({
-    name: Schema.String,
-    version: Schema.String,
-    title: Schema.optional(Schema.String)
-  })),
-  capabilities: Schema.optional(Schema.Unknown)
-})
-
-/** Validated options. @internal */
-export type Settings = ReturnType<typeof validate>
-
-/** Validates options, throwing a `PoolOptionsError` naming the bad option. @internal */
-export const validate = (options: Options) => {
-  const o = decodeOptions("CodexWorkerPool", OptionsSchema, options)
-  const poolSize = o.poolSize ?? 1
-  if ((o.minIdle ?? 0) > poolSize) {
-    throw new PoolOptionsError({
-      message: `Invalid CodexWorkerPool options: minIdle: must be <= poolSize (${poolSize}), got ${o.minIdle}.`
-    })
-  }
-  const process: CodexWorker.ProcessOptions = {
-    command: o.command,
-    args: o.args,
-    env: o.env,
-    cwd: o.cwd,
-    codexHome: o.codexHome,
-    spawnTimeoutMs: o.spawnTimeoutMs,
-    killGraceMs: o.killGraceMs,
-    processScanIntervalMs: o.processScanIntervalMs,
-    clientInfo: o.clientInfo,
-    capabilities: o.capabilities
-  }
-  return {
-    process,
-    pool: {
-      size: poolSize,
-      idleTimeout: o.idleTimeoutMs ?? 300_000,
-      acquireTimeout: o.acquireTimeoutMs ?? 0,
-      maxQueue: o.maxQueue,
-      minIdle: o.minIdle,
-      leaseTimeout: o.leaseTimeoutMs ?? 300_000,
-      shutdownTimeout: o.shutdownTimeoutMs,
-      name: o.name ?? "codex",
-      provider: "codex"
-    },
-    watchdog: o.watchdog ?? false
-  }
-}
-
-/** The workers alive in one pool, for the process gauges. @internal */
-export const processStats = (workers: ReadonlySet<CodexWorker.CodexWorker>) => {
-  let processes = 0
-  let residentBytes = 0
-  for (const worker of workers) {
-    processes += worker.processCount()
-    residentBytes += worker.residentBytes()
-  }
-  return { processes, residentBytes }
-}
-
-/**
- * The pool's parts, shared by the service and the promise facade. @internal
- */
-export const makeParts = <W = CodexWorker.CodexWorker>(
-  settings: Settings,
-  /** How the pool holds a worker: the worker itself, or a view of it (the promise facade's handle). */
-  view: {
-    readonly wrap: (worker: CodexWorker.CodexWorker) => W
-    readonly unwrap: (held: W) => CodexWorker.CodexWorker
-  } = { wrap: (worker) => worker as W, unwrap: (held) => held as CodexWorker.CodexWorker }
-) =>
-  Effect.gen(function*() {
-    const workers = new Set<CodexWorker.CodexWorker>()
-    const watchdog = settings.watchdog ? startWatchdog({ args: ["--codex-worker-pool-watchdog"] }) : undefined
-    if (watchdog !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => watchdog.stop()))
-    // Set once the pool exists; a worker that closes before that has no lease to end.
-    let invalidate: (held: W) => void = () => {}
-    const acquire = Effect.gen(function*() {
-      const worker = yield* CodexWorker.make(settings.process, watchdog)
-      const held = view.wrap(worker)
-      workers.add(worker)
-      yield* Effect.addFinalizer(() => Effect.sync(() => void workers.delete(worker)))
-      worker.onClose(() => invalidate(held))
-      return held
-    })
-    const pool = yield* WorkerPool.make<W, WorkerSpawnError, ChildProcessSpawner>({
-      acquire,
-      ...settings.pool,
-      onLeaseTimeout: (held, leaseTimeoutMs) => {
-        const worker = view.unwrap(held)
-        return worker.terminate(new LeaseTimeoutError({ leaseTimeoutMs, pid: worker.pid }))
-      }
-    })
-    invalidate = (held) => Effect.runSync(pool.invalidate(held))
-
-    const context = yield* Effect.context<never>()
-    const attributes = { pool: settings.pool.name, provider: "codex" }
-    const gauges = [
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_processes", { description: "Live processes of all worker trees", attributes }),
-        context,
-        { get: () => ({ value: processStats(workers).processes }), update: () => {}, modify: () => {} }
-      ),
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_resident_bytes", {
-          description: "Resident memory of all worker trees",
-          attributes
-        }),
-        context,
-        { get: () => ({ value: processStats(workers).residentBytes }), update: () => {}, modify: () => {} }
-      )
-    ]
-    yield* Effect.addFinalizer(() => Effect.sync(() => gauges.forEach((g) => g.remove())))
-
-    return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
-  })
 
 /**
  * Makes a Codex worker pool in the current scope; closing the scope shuts it

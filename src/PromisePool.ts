@@ -35,6 +35,7 @@ import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
 import { CountOrInfinity, decodeOptions, Function, IntAtLeast, Millis } from "./internal/options.ts"
+import { CoreKey, type Internals, statsOf } from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
 
 /**
@@ -192,12 +193,12 @@ const badTimeout = (timeoutMs: unknown) =>
 /** The facade over a pool's core. @internal */
 export class PromisePool<W> implements PromiseWorkerPool<W> {
   readonly #core: PoolCore<W>
-  readonly #internals: WorkerPool.Internals<W>
+  readonly #internals: Internals<W>
   readonly #scope: Scope.Closeable
   readonly #abortOnShutdown = new AbortController()
   #shutdown: Promise<void> | undefined
 
-  constructor(internals: WorkerPool.Internals<W>, scope: Scope.Closeable) {
+  constructor(internals: Internals<W>, scope: Scope.Closeable) {
     this.#internals = internals
     this.#core = internals.core
     this.#scope = scope
@@ -257,7 +258,7 @@ export class PromisePool<W> implements PromiseWorkerPool<W> {
   }
 
   stats(): PoolStats {
-    return WorkerPool.statsOf(this.#core)
+    return statsOf(this.#core)
   }
 
   shutdown(): Promise<void> {
@@ -336,7 +337,7 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     Effect.provideService(References.MinimumLogLevel, o.debug === true ? "Debug" : "Info")
   )
   const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
-    readonly [WorkerPool.CoreKey]: WorkerPool.Internals<W>
+    readonly [CoreKey]: Internals<W>
   }
-  return new PromisePool(pool[WorkerPool.CoreKey], scope)
+  return new PromisePool(pool[CoreKey], scope)
 }

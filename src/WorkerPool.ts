@@ -61,10 +61,11 @@ import {
   Schema,
   Scope
 } from "effect"
-import { type AcquireTimeoutError, PoolOptionsError, type PoolShutdownError, type QueueFullError } from "./errors.ts"
+import type { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./internal/options.ts"
+import { decodeOptions, DurationInput, toMillis } from "./internal/options.ts"
+import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 
 /**
  * The pool's own ways for an acquire to fail.
@@ -183,72 +184,6 @@ export interface WorkerPool<W, E = never> {
    * its scope does). Idempotent.
    */
   readonly shutdown: Effect.Effect<void>
-}
-
-const OptionsSchema = Schema.Struct({
-  acquire: Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
-    expected: "an Effect"
-  }),
-  size: IntAtLeast(1),
-  idleTimeout: Schema.optional(DurationInput),
-  acquireTimeout: Schema.optional(DurationInput),
-  maxQueue: Schema.optional(CountOrInfinity),
-  minIdle: Schema.optional(IntAtLeast(0)),
-  shutdownTimeout: Schema.optional(DurationInput),
-  leaseTimeout: Schema.optional(DurationInput),
-  onLeaseTimeout: Schema.optional(Function),
-  name: Schema.optional(Schema.String),
-  provider: Schema.optional(Schema.String)
-})
-
-/** The validated settings of a pool. @internal */
-export interface Settings {
-  readonly size: number
-  readonly idleTimeout: number
-  readonly acquireTimeout: number
-  readonly maxQueue: number
-  readonly minIdle: number
-  readonly shutdownTimeout: number
-  readonly leaseTimeout: number
-  readonly name: string
-  readonly provider: string
-}
-
-/** Validates options, throwing a `PoolOptionsError` naming the bad option. @internal */
-export const validate = (options: Options<any, any, any>): Settings => {
-  const o = decodeOptions("WorkerPool", OptionsSchema, options)
-  const minIdle = o.minIdle ?? 0
-  if (minIdle > o.size) {
-    throw new PoolOptionsError({ message: `Invalid WorkerPool options: minIdle: must be <= size (${o.size}), got ${minIdle}.` })
-  }
-  const millis = (d: Duration.Input | undefined, fallback: number) => {
-    const ms = d === undefined ? fallback : toMillis(d)
-    return ms === Infinity ? 0 : ms
-  }
-  return {
-    size: o.size,
-    idleTimeout: millis(o.idleTimeout, 300_000),
-    acquireTimeout: millis(o.acquireTimeout, 0),
-    maxQueue: o.maxQueue ?? Infinity,
-    minIdle,
-    shutdownTimeout: millis(o.shutdownTimeout, 30_000),
-    leaseTimeout: millis(o.leaseTimeout, 0),
-    name: o.name ?? "worker-pool",
-    provider: o.provider ?? "generic"
-  }
-}
-
-/** Where the promise facade finds the core of an Effect pool. @internal */
-export const CoreKey: unique symbol = Symbol.for("codex-worker-pool/WorkerPool/core")
-
-/** @internal */
-export interface Internals<W> {
-  readonly core: PoolCore<W>
-  readonly settings: Settings
-  /** Completes when shutdown has finalized every worker. */
-  readonly shutdown: Effect.Effect<void>
-  /** Resolves when `slot` has been finalized. */
-  readonly whenFinalized: (slot: Slot<W>) => Promise<void>
 }
 
 /**
@@ -539,7 +474,6 @@ export const make = <W, E = never, R = never>(
     const internals: Internals<W> = {
       core,
       settings,
-      shutdown,
       whenFinalized: (slot) =>
         slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
           const listeners = finalizedListeners.get(slot)
@@ -566,21 +500,6 @@ export const make = <W, E = never, R = never>(
     }
     return pool
   })
-
-/** The counts of a core. @internal */
-export const statsOf = <W>(core: PoolCore<W>): Stats => ({
-  poolSize: core.settings.size,
-  workers: core.leased + core.idle,
-  busy: core.leased,
-  idle: core.idle,
-  queued: core.queue.length,
-  creating: core.creating,
-  finalizing: core.finalizing,
-  created: core.totals.created,
-  finalized: core.totals.finalized,
-  createFailures: core.totals.createFailures,
-  closed: core.closed
-})
 
 /**
  * Builds a pool as a scoped `Layer` for a service key, so Effect services can

@@ -13,6 +13,7 @@ import { Arbitrary, Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Sched
 import { TestClock } from "effect/testing"
 import { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "../../src/errors.ts"
 import type { Slot, Waiter, WaiterFailure } from "../../src/internal/core.ts"
+import { CoreKey, type Internals } from "../../src/internal/poolInternals.ts"
 import * as WorkerPool from "../../src/WorkerPool.ts"
 import { CreateFailed, makeResources, type Resource } from "./resources.ts"
 
@@ -348,9 +349,7 @@ const runScheduleWith = (
       rec.coreWorker = slot.worker.id
       rec.coreServeSeq = ++coreServes
     }
-    const core = (pool as unknown as { readonly [WorkerPool.CoreKey]: WorkerPool.Internals<Resource> })[
-      WorkerPool.CoreKey
-    ].core
+    const core = (pool as unknown as { readonly [CoreKey]: Internals<Resource> })[CoreKey].core
     const currentRec = () => {
       const fiber = Fiber.getCurrent()
       return fiber === undefined ? undefined : byFiber.get(fiber)
