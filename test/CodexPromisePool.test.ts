@@ -33,7 +33,7 @@ import {
   WorkerSpawnError
 } from "../src/errors.ts"
 import {
-  fakeAppServerPath,
+  fakePoolOptions,
   isLivePid,
   killByMarker,
   liveByMarker,
@@ -42,6 +42,7 @@ import {
   statFields,
   waitUntil
 } from "./helpers/procs.ts"
+import { within } from "./helpers/wait.ts"
 
 const hostScript = fileURLToPath(new URL("./fixtures/codex-pool-host.ts", import.meta.url))
 
@@ -55,12 +56,8 @@ afterEach(async () => {
 })
 
 /** Pool options that run the fake app-server with this test's marker and `flags`. */
-const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPoolOptions = {}): CodexWorkerPoolOptions => ({
-  command: process.execPath,
-  args: [fakeAppServerPath, markerArg(marker), ...flags],
-  killGraceMs: 300,
-  ...options
-})
+const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPoolOptions = {}): CodexWorkerPoolOptions =>
+  fakePoolOptions(marker, flags, options)
 
 /** True once no live process carries this test's marker (waits a few seconds at most). */
 const noMarkedProcessLeft = () => waitUntil(() => liveByMarker(marker).length === 0)
@@ -74,15 +71,7 @@ const treeOf = (pid: number): Array<number> => [
 const allDead = (pids: ReadonlyArray<number>) => pids.every((pid) => !isLivePid(pid))
 
 /** Rejects if `promise` has not settled within `ms` (a bound on a wait, not an assertion on time). */
-const bounded = <A>(promise: Promise<A>, what: string, ms = 5_000): Promise<A> => {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms)
-    })
-  ]).finally(() => clearTimeout(timer))
-}
+const bounded = <A>(promise: Promise<A>, what: string, ms = 5_000): Promise<A> => within(promise, what, ms)
 
 /** Resolves with what `promise` rejected with; fails the test if it resolved. */
 const rejection = (promise: Promise<unknown>): Promise<any> =>

@@ -28,11 +28,10 @@ import {
   WorkerSpawnError
 } from "../src/errors.ts"
 import {
-  fakeAppServerPath,
+  fakePoolOptions,
   isLivePid,
   killByMarker,
   liveByMarker,
-  markerArg,
   newMarker,
   statFields,
   waitUntil
@@ -48,12 +47,8 @@ afterEach(async () => {
 })
 
 /** Pool options that run the fake app-server with this test's marker and `flags`. */
-const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options => ({
-  command: process.execPath,
-  args: [fakeAppServerPath, markerArg(marker), ...flags],
-  killGraceMs: 300,
-  ...options
-})
+const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options =>
+  fakePoolOptions(marker, flags, options)
 
 /** Waits (bounded, real time) until `predicate` holds; the result is asserted by the caller. */
 const eventually = (predicate: () => boolean, timeoutMs = 5_000) =>

@@ -50,6 +50,7 @@ import {
   makeCodexHome,
   makeMarker
 } from "./helpers/codex.ts"
+import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
 /** Upper bound of any single wait (a call, a stream, a state change). */
 const WAIT_MS = 10_000
@@ -97,30 +98,8 @@ afterEach(async () => {
 // Helpers
 // -----------------------------------------------------------------------------
 
-/** `promise`, or a rejection naming `what` after `ms`. */
-const within = <A>(promise: PromiseLike<A>, what: string, ms = WAIT_MS): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      }
-    )
-  })
-
-/** Polls until `predicate` holds; fails naming `what` after `ms`. */
-const until = async (predicate: () => boolean, what: string, ms = WAIT_MS): Promise<void> => {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+const within = <A>(promise: PromiseLike<A>, what: string, ms = WAIT_MS) => withinMs(promise, what, ms)
+const until = (predicate: () => boolean, what: string, ms = WAIT_MS) => untilWithin(predicate, what, ms)
 
 /** A prompt unique to this test (the mock server's records are shared by the file); the log drops the marker. */
 const prompt = (text: string): string => `${text} (${marker})`

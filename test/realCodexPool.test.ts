@@ -43,6 +43,7 @@ import {
   makeCodexHome,
   makeMarker
 } from "./helpers/codex.ts"
+import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
 /** Upper bound of any single wait (a response, a notification, a state change). */
 const WAIT_MS = 10_000
@@ -79,30 +80,8 @@ afterEach(async () => {
 // Helpers
 // -----------------------------------------------------------------------------
 
-/** `promise`, or a rejection naming `what` after WAIT_MS. */
-const within = <A>(promise: Promise<A>, what: string, ms = WAIT_MS): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      }
-    )
-  })
-
-/** Polls until `predicate` holds; fails naming `what` after WAIT_MS. */
-const until = async (predicate: () => boolean, what: string): Promise<void> => {
-  const deadline = Date.now() + WAIT_MS
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+const within = <A>(promise: PromiseLike<A>, what: string, ms = WAIT_MS) => withinMs(promise, what, ms)
+const until = (predicate: () => boolean, what: string) => untilWithin(predicate, what, WAIT_MS)
 
 /** Options for a pool of real codex workers carrying this test's marker. */
 const codexOptions = () => ({

@@ -26,6 +26,7 @@ import {
   makeCodexHome,
   makeMarker
 } from "./helpers/codex.ts"
+import { within } from "./helpers/wait.ts"
 
 /** Upper bound for any single wait (a response, a notification, an exit). */
 const WAIT_MS = 10_000
@@ -59,20 +60,7 @@ interface AppServer {
   stop(): Promise<void>
 }
 
-const withTimeout = <A>(promise: Promise<A>, what: string): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`)), WAIT_MS)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      }
-    )
-  })
+const withTimeout = <A>(promise: Promise<A>, what: string): Promise<A> => within(promise, what, WAIT_MS)
 
 const spawnAppServer = (baseUrl: string, codexHome: string, marker: string): AppServer => {
   const child: ChildProcessWithoutNullStreams = spawn(codexBinaryPath(), codexArgs({ baseUrl, marker }), {

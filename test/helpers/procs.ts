@@ -145,3 +145,18 @@ export const spawnFakeAppServer = (
     child.once("error", reject)
     void exited.then(({ code, signal }) => reject(new Error(`fake app-server exited early (${code ?? signal}): ${stderr}`)))
   })
+
+/**
+ * Codex pool options that run the fake app-server with `marker` and `flags`,
+ * with a short kill grace so tests end quickly.
+ */
+export const fakePoolOptions = <O extends object>(
+  marker: string,
+  flags: ReadonlyArray<string> = [],
+  options?: O
+) => ({
+  command: process.execPath,
+  args: [fakeAppServerPath, markerArg(marker), ...flags],
+  killGraceMs: 300,
+  ...options
+})
