@@ -440,7 +440,18 @@ export const make = <W, E = never, R = never>(
     ): Effect.Effect<A, E | E2 | PoolError, R2> =>
       Effect.uninterruptibleMask((restore) => {
         const slot = core.take()
-        if (slot !== undefined) return Effect.onExit(restore(f(slot.worker)), releaser(slot))
+        if (slot !== undefined) {
+          // The lease is held from here on: a `f` that throws instead of
+          // returning an effect is this `use`'s defect, and the worker (which
+          // did nothing wrong) still goes back through the exit handler.
+          let body: Effect.Effect<A, E2, R2>
+          try {
+            body = f(slot.worker)
+          } catch (defect) {
+            body = Effect.die(defect)
+          }
+          return Effect.onExit(restore(body), releaser(slot))
+        }
         // One exit handler covers every way out: `f` ended (release), interrupted
         // while queued (leave the queue), or interrupted just as a worker arrived
         // (pass it on to the next waiter).

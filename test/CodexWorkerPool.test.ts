@@ -214,6 +214,30 @@ describe("CodexWorkerPool", () => {
       })))
   })
 
+  describe("a use whose function throws", () => {
+    it.effect("with a worker idle, dies with that defect and leaves the worker in service for the next use", () =>
+      withSpawner(Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(CodexWorkerPool.make(fake([], { shutdownTimeoutMs: 30_000 })), scope)
+        const pid = yield* pool.use((worker) => Effect.succeed(worker.pid))
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
+        const boom = new Error("boom")
+        const exit = yield* Effect.exit(pool.use((): Effect.Effect<void> => {
+          throw boom
+        }))
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0, workers: 1 })
+        // The next use gets the same process at once (the pool clock does not move).
+        const next = yield* Effect.forkChild(pool.use((worker) => Effect.succeed(worker.pid)))
+        for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+        expect(next.pollUnsafe()).toEqual(Exit.succeed(pid))
+        // Nothing is leased: closing the scope only waits for the tree kill, not for shutdownTimeout.
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        expect(yield* eventually(() => closing.pollUnsafe() !== undefined)).toBe(true)
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
   describe("crashed workers", () => {
     it.effect("requests on a crashed worker fail at once with WorkerCrashedError carrying the signal", () =>
       withSpawner(Effect.gen(function*() {

@@ -467,6 +467,35 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0 })
       }))
 
+    it.effect("a use whose function throws with a worker idle dies with that defect and returns the worker", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(
+          WorkerPool.make({ acquire: res.acquire, size: 1, shutdownTimeout: "30 seconds" }),
+          scope
+        )
+        yield* pool.use(() => Effect.void)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
+        const boom = new Error("boom")
+        // The fast path: the idle worker is taken at once and `f` is called right there.
+        const exit = yield* Effect.exit(pool.use((): Effect.Effect<void> => {
+          throw boom
+        }))
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0, workers: 1 })
+        // The next use gets the same worker at once, without the clock moving.
+        const next = yield* Effect.forkChild(pool.use((r) => Effect.succeed(r.id), { timeout: "1 second" }))
+        yield* settle
+        expect(next.pollUnsafe()).toEqual(Exit.succeed(1))
+        expect(res.created).toEqual([1])
+        // Nothing is leased, so closing the scope does not wait for shutdownTimeout.
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* settle
+        expect(closing.pollUnsafe()).toEqual(Exit.void)
+        expect(res.finalized).toEqual([1])
+      }))
+
     it.effect("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
