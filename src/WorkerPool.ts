@@ -103,7 +103,12 @@ export interface Options<W, E, R> {
   readonly leaseTimeout?: Duration.Input | undefined
   /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
   readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
-  /** Names the pool in metrics (`pool` attribute) and logs. Default "worker-pool". */
+  /**
+   * Names the pool in metrics (`pool` attribute) and logs. Default
+   * "worker-pool". Pools may share a name: each one's series also carry a
+   * `pool_id` of its own (`<name>#<n>`, `n` the lowest number not used by a
+   * live pool of that name), so they never mix.
+   */
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
@@ -261,7 +266,7 @@ export const make = <W, E = never, R = never>(
       Effect.runForkWith(context)(Effect.logDebug(message, fields).pipe(Effect.annotateLogs("pool", settings.name)))
     const metrics = registerPoolMetrics(
       context as Context.Context<never>,
-      { pool: settings.name, provider: settings.provider },
+      { name: settings.name, provider: settings.provider },
       [
         { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queue.length },
         { name: MetricNames.busy, description: "Workers leased out", get: () => core.leased },
@@ -485,6 +490,7 @@ export const make = <W, E = never, R = never>(
     const internals: Internals<W> = {
       core,
       settings,
+      metricAttributes: metrics.attributes,
       whenFinalized: (slot) =>
         slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
           const listeners = finalizedListeners.get(slot)

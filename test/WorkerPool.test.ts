@@ -522,7 +522,11 @@ describe("WorkerPool", () => {
           return Object.fromEntries(mine.map((s) => [s.id, s]))
         })
         let metrics = yield* read
-        expect(metrics["worker_pool_queue_length"]?.attributes).toEqual({ pool: "metrics-test", provider: "codex" })
+        expect(metrics["worker_pool_queue_length"]?.attributes).toEqual({
+          pool: "metrics-test",
+          pool_id: "metrics-test#1",
+          provider: "codex"
+        })
         expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 1 })
         expect(metrics["worker_pool_workers_busy"]?.state).toEqual({ value: 1 })
         expect(metrics["worker_pool_workers_created_total"]?.state).toMatchObject({ count: 1 })
@@ -532,6 +536,49 @@ describe("WorkerPool", () => {
         expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 0 })
         // The first acquire waited 0 ms for its worker to be created, the second 250 ms in the queue.
         expect(metrics["worker_pool_wait_ms"]?.state).toMatchObject({ count: 2, sum: 250 })
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+    it.effect("two pools with the same name keep series of their own, and closing one leaves the other's", () =>
+      Effect.gen(function*() {
+        /** Every series of pools named "twin": metric id -> pool_id -> state. */
+        const read = Effect.map(Metric.snapshot, (snapshots) => {
+          const out: Record<string, Record<string, unknown>> = {}
+          for (const s of snapshots) {
+            if (s.attributes?.["pool"] !== "twin") continue
+            ;(out[s.id] ??= {})[s.attributes["pool_id"]!] = s.state
+          }
+          return out
+        })
+        const scopeA = yield* Scope.make()
+        const scopeB = yield* Scope.make()
+        const a = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1, name: "twin" }), scopeA)
+        const b = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 2, name: "twin" }), scopeB)
+        const leaseA = yield* lease(a)
+        const leasesB = [yield* lease(b), yield* lease(b)]
+        let metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#1": { value: 1 }, "twin#2": { value: 2 } })
+        expect(metrics["worker_pool_workers_created_total"]).toEqual({
+          "twin#1": { count: 1, incremental: true },
+          "twin#2": { count: 2, incremental: true }
+        })
+        expect(Object.keys(metrics["worker_pool_wait_ms"] ?? {})).toEqual(["twin#1", "twin#2"])
+
+        yield* leaseA.release
+        yield* Scope.close(scopeA, Exit.void)
+        metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#2": { value: 2 } })
+        expect(metrics["worker_pool_workers_created_total"]).toEqual({ "twin#2": { count: 2, incremental: true } })
+        expect(Object.keys(metrics["worker_pool_wait_ms"] ?? {})).toEqual(["twin#2"])
+        expect(yield* b.stats).toMatchObject({ busy: 2 })
+
+        // The number of a closed pool is taken again: pool_id values stay bounded.
+        const c = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, name: "twin" })
+        yield* lease(c)
+        metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#1": { value: 1 }, "twin#2": { value: 2 } })
+        for (const held of leasesB) yield* held.release
+        yield* Scope.close(scopeB, Exit.void)
+        expect(Object.keys((yield* read)["worker_pool_workers_busy"] ?? {})).toEqual(["twin#1"])
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
     it.effect("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {

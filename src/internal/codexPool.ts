@@ -4,13 +4,15 @@
  *
  * @internal
  */
-import { Effect, Metric, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as CodexWorker from "../CodexWorker.ts"
 import type { Options, Stats } from "../CodexWorkerPool.ts"
 import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
+import { registerPulled } from "./metrics.ts"
 import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./options.ts"
+import { CoreKey, type Internals } from "./poolInternals.ts"
 import { startWatchdog } from "./watchdog.ts"
 
 const OptionsSchema = Schema.Struct({
@@ -128,24 +130,26 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     })
     invalidate = (held) => Effect.runSync(pool.invalidate(held))
 
-    const context = yield* Effect.context<never>()
-    const attributes = { pool: settings.pool.name, provider: "codex" }
-    const gauges = [
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_processes", { description: "Live processes of all worker trees", attributes }),
-        context,
-        { get: () => ({ value: processStats(workers).processes }), update: () => {}, modify: () => {} }
-      ),
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_resident_bytes", {
+    // The pool's own attributes, `pool_id` included: two Codex pools with the
+    // same name keep their process gauges apart too.
+    const removeGauges = registerPulled(
+      yield* Effect.context<never>(),
+      (pool as WorkerPool.WorkerPool<W, WorkerSpawnError> & { readonly [CoreKey]: Internals<W> })[CoreKey]
+        .metricAttributes,
+      [
+        {
+          name: "codex_worker_pool_processes",
+          description: "Live processes of all worker trees",
+          get: () => processStats(workers).processes
+        },
+        {
+          name: "codex_worker_pool_resident_bytes",
           description: "Resident memory of all worker trees",
-          attributes
-        }),
-        context,
-        { get: () => ({ value: processStats(workers).residentBytes }), update: () => {}, modify: () => {} }
-      )
-    ]
-    yield* Effect.addFinalizer(() => Effect.sync(() => gauges.forEach((g) => g.remove())))
+          get: () => processStats(workers).residentBytes
+        }
+      ]
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
     return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
   })
