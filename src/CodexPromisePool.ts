@@ -31,9 +31,9 @@ import { Cause, Effect, Exit, Layer, Scope } from "effect"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { PoolOptionsError } from "./errors.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
 import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
 import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
@@ -62,7 +62,11 @@ export interface CodexWorkerHandle {
   readonly pid: number
   /** The server's answer to `initialize`, sent once when the process started. */
   readonly initializeResult: unknown
-  /** Sends a request and resolves with its result. */
+  /**
+   * Sends a request and resolves with its result. Bad `options` (`timeoutMs`
+   * not a number >= 0, `signal` not an `AbortSignal`, an unknown option) reject
+   * with `PoolOptionsError` naming it, and nothing is sent.
+   */
   request(
     method: string,
     params?: unknown,
@@ -124,12 +128,9 @@ const makeHandle = (worker: CodexWorker.CodexWorker): CodexWorkerHandle & { read
   pid: worker.pid,
   initializeResult: worker.initializeResult,
   request: (method, params, options) => {
+    const invalid = checkRequestOptions(options)
+    if (invalid !== undefined) return Promise.reject(invalid)
     const timeoutMs = options?.timeoutMs
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
-      return Promise.reject(new PoolOptionsError({
-        message: `Invalid request options: timeoutMs: Expected a number of milliseconds >= 0, got ${timeoutMs}.`
-      }))
-    }
     return toPromise(
       worker.request(method, params, { timeout: timeoutMs === undefined || timeoutMs === 0 ? undefined : timeoutMs }),
       options?.signal

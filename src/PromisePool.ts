@@ -34,7 +34,14 @@ import * as Cause from "effect/Cause"
 import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
-import { CountOrInfinity, decodeOptions, Function, IntAtLeast, Millis } from "./internal/options.ts"
+import {
+  checkAcquireOptions,
+  CountOrInfinity,
+  decodeOptions,
+  Function,
+  IntAtLeast,
+  Millis
+} from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf } from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
 
@@ -77,7 +84,9 @@ export interface WorkerPoolOptions<W> {
 }
 
 /**
- * Options of one acquire.
+ * Options of one acquire. Bad ones (`timeoutMs` not a number >= 0, `signal`
+ * not an `AbortSignal`, an unknown option) reject the acquire with
+ * `PoolOptionsError` naming them, before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -179,17 +188,6 @@ class PromiseWaiter<W> extends Waiter<W> {
 /** The error a failed create rejected with (or the defect it died with). */
 const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
 
-/** A per-call timeout in the core's terms (0: none), or -1 when invalid. */
-const checkTimeout = (timeoutMs: number): number =>
-  !(timeoutMs >= 0) ? -1 : timeoutMs === Infinity ? 0 : timeoutMs
-
-const badTimeout = (timeoutMs: unknown) =>
-  new PoolOptionsError({
-    message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${
-      String(timeoutMs)
-    }.`
-  })
-
 /** The facade over a pool's core. @internal */
 export class PromisePool<W> implements PromiseWorkerPool<W> {
   readonly #core: PoolCore<W>
@@ -205,12 +203,15 @@ export class PromisePool<W> implements PromiseWorkerPool<W> {
   }
 
   acquire(options?: AcquireOptions): Promise<W> {
-    const signal = options?.signal
-    if (signal?.aborted) return Promise.reject(signal.reason)
+    let signal: AbortSignal | undefined
     let timeout: number | undefined
-    if (options?.timeoutMs !== undefined) {
-      timeout = checkTimeout(options.timeoutMs)
-      if (timeout < 0) return Promise.reject(badTimeout(options.timeoutMs))
+    if (options !== undefined) {
+      // Before anything else: bad options never queue, lease or abort anything.
+      const invalid = checkAcquireOptions(options)
+      if (invalid !== undefined) return Promise.reject(invalid)
+      signal = options.signal
+      if (signal?.aborted) return Promise.reject(signal.reason)
+      if (options.timeoutMs !== undefined) timeout = options.timeoutMs === Infinity ? 0 : options.timeoutMs
     }
     const core = this.#core
     const slot = core.take()

@@ -58,13 +58,12 @@ import {
   Layer,
   LogLevel,
   References,
-  Schema,
   Scope
 } from "effect"
-import type { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "./errors.ts"
+import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { decodeOptions, DurationInput, toMillis } from "./internal/options.ts"
+import { checkEffectAcquireOptions, toMillis } from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 
 /**
@@ -115,7 +114,9 @@ export interface Options<W, E, R> {
 }
 
 /**
- * Options of a single acquire.
+ * Options of a single acquire. Bad ones (a `timeout` that is not a duration
+ * >= 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
+ * raised before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -481,9 +482,13 @@ export const make = <W, E = never, R = never>(
         )
       })
 
-    const acquireTimeoutOf = (options: AcquireOptions | undefined): number => {
-      if (options?.timeout === undefined) return settings.acquireTimeout
-      const ms = toMillis(decodeOptions("acquire", Schema.Struct({ timeout: DurationInput }), options).timeout)
+    /** The acquire timeout `options` ask for (validated; 0: none), or their `PoolOptionsError`. */
+    const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
+      const invalid = checkEffectAcquireOptions(options)
+      if (invalid !== undefined) return invalid
+      const timeout = options?.timeout
+      if (timeout === undefined) return settings.acquireTimeout
+      const ms = typeof timeout === "number" ? timeout : toMillis(timeout)
       return ms === Infinity ? 0 : ms
     }
 
@@ -502,11 +507,20 @@ export const make = <W, E = never, R = never>(
     const pool: WorkerPool<W, E> & { readonly [CoreKey]: Internals<W> } = {
       [CoreKey]: internals,
       get: getWith(settings.acquireTimeout),
-      getWith: (options) => Effect.suspend(() => getWith(acquireTimeoutOf(options))),
+      // Bad per-acquire options are a defect (a `PoolOptionsError` naming the
+      // option), found before anything is queued or leased.
+      getWith: (options) =>
+        Effect.suspend(() => {
+          const timeout = acquireTimeoutOf(options)
+          return typeof timeout === "number" ? getWith(timeout) : Effect.die(timeout)
+        }),
       use: (f, options) =>
-        options?.timeout === undefined
+        options === undefined
           ? useWith(f, settings.acquireTimeout)
-          : Effect.suspend(() => useWith(f, acquireTimeoutOf(options))),
+          : Effect.suspend(() => {
+            const timeout = acquireTimeoutOf(options)
+            return typeof timeout === "number" ? useWith(f, timeout) : Effect.die(timeout)
+          }),
       invalidate: (worker) =>
         Effect.sync(() => {
           const slot = core.slots.get(worker)

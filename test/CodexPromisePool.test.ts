@@ -417,6 +417,37 @@ describe("createCodexWorkerPool", () => {
       expect(await noMarkedProcessLeft()).toBe(true)
     })
 
+    it("bad request options reject with PoolOptionsError naming them, and nothing is sent", async () => {
+      const pool = createCodexWorkerPool(fake())
+      const started: Array<string> = []
+      const errors = await pool.use(async (worker) => {
+        const unsubscribe = worker.onMessage((message) => {
+          if (message.method === "thread/started") started.push((message.params as { thread: { id: string } }).thread.id)
+        })
+        const bad: Array<unknown> = [{ signal: {} }, { timeoutMs: "50" }, { timeoutMs: null }, { timeout: 50 }]
+        const errors = []
+        for (const options of bad) {
+          const result = worker.request("thread/start", { ephemeral: true }, options as never)
+          expect(result).toBeInstanceOf(Promise)
+          errors.push(await rejection(result))
+        }
+        // A good request after them: its thread/started is the only one (the server answers in order).
+        const { thread } = (await worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+        expect(await waitUntil(() => started.length > 0)).toBe(true)
+        unsubscribe()
+        expect(started).toEqual([thread.id])
+        return errors
+      })
+      expect(errors.map((e) => e instanceof PoolOptionsError && e.message)).toEqual([
+        "Invalid request options: signal: Expected an AbortSignal, got an object.",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got \"50\".",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got null.",
+        "Invalid request options: timeout: unknown option."
+      ])
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
     it("a request with timeoutMs rejects with RequestTimeoutError when no answer comes", async () => {
       const pool = createCodexWorkerPool(fake())
       const error = await pool.use((worker) =>

@@ -1329,6 +1329,59 @@ describe("options", () => {
     expect(create).not.toHaveBeenCalled()
   })
 
+  describe("per-call options", () => {
+    const bad: ReadonlyArray<[string, unknown, RegExp]> = [
+      ["timeoutMs \"50\"", { timeoutMs: "50" }, /^Invalid acquire options: timeoutMs: .*got "50"\.$/],
+      ["timeoutMs null", { timeoutMs: null }, /^Invalid acquire options: timeoutMs: .*got null\.$/],
+      ["timeoutMs NaN", { timeoutMs: NaN }, /^Invalid acquire options: timeoutMs: .*got NaN\.$/],
+      ["signal {}", { signal: {} }, /^Invalid acquire options: signal: Expected an AbortSignal, got an object\.$/],
+      ["signal \"x\"", { signal: "x" }, /signal: Expected an AbortSignal/],
+      ["the Effect name timeout", { timeout: 50 }, /^Invalid acquire options: timeout: unknown option\.$/],
+      ["options null", null, /^Invalid acquire options: expected an object/]
+    ]
+
+    it.each(bad)("%s rejects acquire with PoolOptionsError naming it, before any create", async (_, options, message) => {
+      const { pool, create } = setup({ poolSize: 1 })
+      const result = pool.acquire(options as never)
+      expect(result).toBeInstanceOf(Promise)
+      const error = await rejectionOf(result)
+      expect(error).toBeInstanceOf(PoolOptionsError)
+      expect((error as Error).message).toMatch(message)
+      expect(create).not.toHaveBeenCalled()
+      expect(pool.stats()).toMatchObject({ queued: 0, creating: 0, busy: 0, workers: 0 })
+    })
+
+    it.each(bad)("%s rejects acquire with a worker idle, which stays idle", async (_, options, message) => {
+      const { pool } = setup({ poolSize: 1 })
+      pool.release(await pool.acquire())
+      const error = await rejectionOf(pool.acquire(options as never))
+      expect((error as Error).message).toMatch(message)
+      expect(pool.stats()).toMatchObject({ idle: 1, busy: 0, queued: 0 })
+    })
+
+    it.each(bad)("%s rejects use without running fn, and a queued acquire is undisturbed", async (_, options, message) => {
+      const { pool } = setup({ poolSize: 1 })
+      const held = await pool.acquire()
+      const waiter = track(pool.acquire())
+      const fn = vi.fn(async () => "ran")
+      const error = await rejectionOf(pool.use(fn, options as never))
+      expect((error as Error).message).toMatch(message)
+      expect(fn).not.toHaveBeenCalled()
+      expect(pool.stats()).toMatchObject({ busy: 1, queued: 1 })
+      pool.release(held)
+      await flush()
+      expect(waiter).toMatchObject({ state: "fulfilled", value: held })
+    })
+
+    it("good options pass: undefined fields, a real signal, Infinity", async () => {
+      const { pool } = setup({ poolSize: 1 })
+      const signal = new AbortController().signal
+      pool.release(await pool.acquire({ signal: undefined, timeoutMs: undefined }))
+      pool.release(await pool.acquire({ signal, timeoutMs: Infinity }))
+      expect(await pool.use(async (w) => w.id, { signal, timeoutMs: 0 })).toBe(1)
+    })
+  })
+
   it("Infinity is accepted for maxQueue and the times", () => {
     expect(() =>
       construct({

@@ -198,6 +198,41 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(2)
       }))
 
+    it.effect("bad per-acquire options are a PoolOptionsError defect naming the option, and change nothing", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const cases: Array<[Record<string, unknown>, RegExp]> = [
+          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration >= 0 .*, got "50"\.$/],
+          [{ timeout: null }, /timeout: Expected a duration >= 0 .*, got null/],
+          [{ timeout: -1 }, /timeout: Expected a duration >= 0 .*, got -1/],
+          [{ timeoutMs: 50 }, /^Invalid acquire options: timeoutMs: unknown option\.$/]
+        ]
+        const defectOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : exit
+        // With no worker (an acquire would create one), then with one idle.
+        for (const idle of [false, true]) {
+          if (idle) yield* pool.use(() => Effect.void)
+          const before = yield* pool.stats
+          for (const [options, message] of cases) {
+            let ran = false
+            const acquireOptions = options as WorkerPool.AcquireOptions
+            const used = yield* Effect.exit(pool.use(() => Effect.sync(() => (ran = true)), acquireOptions))
+            const got = yield* Effect.exit(Effect.scoped(pool.getWith(acquireOptions)))
+            for (const defect of [defectOf(used), defectOf(got)]) {
+              expect(defect).toBeInstanceOf(PoolOptionsError)
+              expect((defect as PoolOptionsError).message).toMatch(message)
+            }
+            expect(ran).toBe(false)
+            expect(yield* pool.stats).toEqual(before)
+          }
+        }
+        expect(res.created).toEqual([1])
+        // Good options still work: a duration string, Infinity, explicit undefined.
+        for (const timeout of ["1 second", Infinity, undefined] as const) {
+          expect(yield* pool.use((r) => Effect.succeed(r.id), { timeout })).toBe(1)
+        }
+      }))
+
     it.effect("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, maxQueue: 1 })
