@@ -33,9 +33,10 @@ import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
 import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { withLogging } from "./internal/hostLogger.ts"
 import { checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
-import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
+import { type AcquireOptions, type PoolLogger, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
@@ -96,12 +97,27 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`.
+ * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`, and
+ * how the pool logs.
  *
  * @since 0.1.0
  * @category models
  */
-export type CodexWorkerPoolOptions = CodexWorkerPool.Options
+export interface CodexWorkerPoolOptions extends CodexWorkerPool.Options {
+  /**
+   * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
+   * every line codex writes to stderr (`pid`), JSON-RPC details. Default
+   * false: debug lines are not even produced.
+   */
+  readonly debug?: boolean | undefined
+  /**
+   * Where every line the pool writes goes: the above with `debug`, and
+   * always warnings (lease timeouts, JSON-RPC lines that are not JSON,
+   * listeners that threw, kill failures...). Default: Effect's default logger
+   * (the console).
+   */
+  readonly logger?: PoolLogger | undefined
+}
 
 const WorkerKey: unique symbol = Symbol.for("codex-worker-pool/CodexWorkerHandle/worker")
 
@@ -174,7 +190,7 @@ class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPr
  * @category constructors
  */
 export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
-  const settings = validate(options)
+  const settings = validate(options, true)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
@@ -182,7 +198,7 @@ export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): Cod
       makeParts<CodexWorkerHandle>(settings, {
         wrap: makeHandle,
         unwrap: (handle) => (handle as ReturnType<typeof makeHandle>)[WorkerKey]
-      }).pipe(Scope.provide(scope), Effect.provideContext(context))
+      }).pipe(withLogging(settings.logging), Scope.provide(scope), Effect.provideContext(context))
     )
     const pool = parts.pool as WorkerPool.WorkerPool<CodexWorkerHandle, unknown> & {
       readonly [CoreKey]: Internals<CodexWorkerHandle>
@@ -194,4 +210,4 @@ export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): Cod
   }
 }
 
-export type { AcquireOptions }
+export type { AcquireOptions, PoolLogger }

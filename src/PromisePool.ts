@@ -29,11 +29,12 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, References, Schema, Scope } from "effect"
+import { Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
 import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
+import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
 import {
   checkAcquireOptions,
   CountOrInfinity,
@@ -79,8 +80,36 @@ export interface WorkerPoolOptions<W> {
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
-  /** Log queueing and hand-offs at debug level (Effect's default logger). Default false. */
+  /**
+   * Log at debug level too: each acquire queued (`queued`: the queue length)
+   * and each hand-off (`waitedMs`, `queued`). Default false: debug lines are
+   * not even produced.
+   */
   readonly debug?: boolean | undefined
+  /**
+   * Where the pool's log lines go (queueing and hand-offs with `debug`, lease
+   * timeouts, `destroy` and `onLeaseTimeout` failures...). Default: Effect's
+   * default logger (the console).
+   */
+  readonly logger?: PoolLogger | undefined
+}
+
+/**
+ * A host's logger, to route the pool's log lines to. Each method gets the
+ * line's message and its structured fields: `pool` and `pool_id` (the pool's
+ * name and its metrics id), the line's own values (`queued`, `waitedMs`),
+ * `pid` for a Codex worker's lines, `error` and `cause` (pretty-printed) for
+ * failures. `console` fits, and so do most logging libraries. A method that
+ * throws loses that line, never breaks the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolLogger {
+  debug(message: string, fields: Readonly<Record<string, unknown>>): void
+  info(message: string, fields: Readonly<Record<string, unknown>>): void
+  warn(message: string, fields: Readonly<Record<string, unknown>>): void
+  error(message: string, fields: Readonly<Record<string, unknown>>): void
 }
 
 /**
@@ -147,7 +176,8 @@ const OptionsSchema = Schema.Struct({
   onLeaseTimeout: Schema.optional(Function),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String),
-  debug: Schema.optional(Schema.Boolean)
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
 })
 
 /** A waiter that is a pending promise, optionally abortable. */
@@ -298,22 +328,24 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
       catch: (error) => error
     }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
   // The create stays interruptible (unlike in `Effect.acquireRelease`), so
-  // shutdown aborts its signal; a worker it delivers anyway is destroyed.
-  const createEffect = Effect.callback<W, unknown>((resume, signal) => {
-    let created: Promise<W>
-    try {
-      created = Promise.resolve(create(signal))
-    } catch (error) {
-      return resume(Effect.fail(error))
-    }
-    created.then(
-      (worker) => {
-        if (signal.aborted) Effect.runFork(finalizer(worker))
-        else resume(Effect.succeed(worker))
-      },
-      (error) => resume(Effect.fail(error))
-    )
-  })
+  // shutdown aborts its signal; a worker it delivers anyway is destroyed, in
+  // the pool's context (its logger).
+  const createEffect = Effect.flatMap(Effect.context<never>(), (context) =>
+    Effect.callback<W, unknown>((resume, signal) => {
+      let created: Promise<W>
+      try {
+        created = Promise.resolve(create(signal))
+      } catch (error) {
+        return resume(Effect.fail(error))
+      }
+      created.then(
+        (worker) => {
+          if (signal.aborted) Effect.runForkWith(context)(finalizer(worker))
+          else resume(Effect.succeed(worker))
+        },
+        (error) => resume(Effect.fail(error))
+      )
+    }))
   const acquire = Effect.uninterruptibleMask((restore) =>
     Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
   )
@@ -334,8 +366,8 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     name: o.name,
     provider: o.provider
   }).pipe(
-    Scope.provide(scope),
-    Effect.provideService(References.MinimumLogLevel, o.debug === true ? "Debug" : "Info")
+    withLogging({ debug: o.debug === true, logger: options.logger }),
+    Scope.provide(scope)
   )
   const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
     readonly [CoreKey]: Internals<W>

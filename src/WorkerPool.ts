@@ -24,6 +24,13 @@
  * `Clock`-driven time, `Deferred`-style waiters completed without a scheduler
  * hop) around a synchronous core that provides those guarantees.
  *
+ * Logs go to the Effect `Logger` of the context the pool was made in, each
+ * line annotated with `pool` (the name) and `pool_id` (as in the metrics):
+ * at Debug, each acquire queued and each hand-off (with `queued` and
+ * `waitedMs`), only produced when the minimum log level admits Debug; warnings
+ * for lease timeouts and for finalizers that failed. The workers are made in
+ * the pool's fibers, so their own lines carry the annotations too.
+ *
  * Limits: workers being finalized no longer count toward `size`, so a
  * replacement may be created while its predecessor is still shutting down.
  * `queuedAhead` in an `AcquireTimeoutError` is counted when the timeout fires.
@@ -259,14 +266,10 @@ export const make = <W, E = never, R = never>(
   Effect.gen(function*() {
     const settings = validate(options)
     const core = new PoolCore<W>(settings)
-    const context = yield* Effect.context<R | Scope.Scope>()
-    const clock = Context.get(context, Clock.Clock)
-    const run = yield* FiberSet.makeRuntime<R>()
-    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
-    const log = (message: string, fields: Record<string, unknown>) =>
-      Effect.runForkWith(context)(Effect.logDebug(message, fields).pipe(Effect.annotateLogs("pool", settings.name)))
+    const callerContext = yield* Effect.context<R | Scope.Scope>()
+    const clock = Context.get(callerContext, Clock.Clock)
     const metrics = registerPoolMetrics(
-      context as Context.Context<never>,
+      callerContext as Context.Context<never>,
       { name: settings.name, provider: settings.provider },
       [
         { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queue.length },
@@ -280,6 +283,17 @@ export const make = <W, E = never, R = never>(
         { name: MetricNames.createFailures, description: "Worker creates that failed", get: () => core.totals.createFailures }
       ]
     )
+    // Every line the pool writes, from its own fibers and its workers' (they
+    // are made in its fibers), names the pool.
+    const annotations = { pool: settings.name, pool_id: metrics.attributes.pool_id }
+    const context = Context.add(callerContext, References.CurrentLogAnnotations, {
+      ...Context.get(callerContext, References.CurrentLogAnnotations),
+      ...annotations
+    })
+    const run = yield* Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations)
+    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
+    const log = (message: string, fields: Record<string, unknown>) =>
+      Effect.runForkWith(context)(Effect.logDebug(message, fields))
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()

@@ -16,7 +16,7 @@ import {
   QueueFullError,
   WorkerNotLeasedError
 } from "../src/errors.ts"
-import { createWorkerPool, type PromiseWorkerPool, type WorkerPoolOptions } from "../src/PromisePool.ts"
+import { createWorkerPool, type PoolLogger, type PromiseWorkerPool, type WorkerPoolOptions } from "../src/PromisePool.ts"
 
 // -----------------------------------------------------------------------------
 // Helpers
@@ -1393,6 +1393,159 @@ describe("options", () => {
         shutdownTimeoutMs: Infinity
       }).shutdown()
     ).not.toThrow()
+  })
+})
+
+// -----------------------------------------------------------------------------
+// Logging
+// -----------------------------------------------------------------------------
+
+describe("logging", () => {
+  type Line = readonly [level: string, message: string, fields: Readonly<Record<string, unknown>>]
+  /** A host logger recording every call. */
+  const recorder = () => {
+    const lines: Array<Line> = []
+    const logger: PoolLogger = {
+      debug: (message, fields) => void lines.push(["debug", message, fields]),
+      info: (message, fields) => void lines.push(["info", message, fields]),
+      warn: (message, fields) => void lines.push(["warn", message, fields]),
+      error: (message, fields) => void lines.push(["error", message, fields])
+    }
+    return { lines, logger }
+  }
+  let names = 0
+  /** A pool name no other pool of this file uses (its pool_id is then `<name>#1`). */
+  const uniqueName = () => `logging-${++names}`
+
+  it("with debug, queueing and hand-offs reach the host logger with queued, waitedMs and the pool's ids", async () => {
+    vi.useFakeTimers()
+    const { lines, logger } = recorder()
+    const name = uniqueName()
+    const { pool } = setup({ poolSize: 1, debug: true, logger, name })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    await vi.advanceTimersByTimeAsync(30)
+    pool.release(held)
+    expect(await waiter).toBe(held)
+    const ids = { pool: name, pool_id: `${name}#1` }
+    expect(lines).toEqual([
+      ["debug", "worker-pool: acquire queued", { ...ids, queued: 1 }],
+      ["debug", "worker-pool: worker handed to waiter", { ...ids, waitedMs: 0, queued: 0 }],
+      ["debug", "worker-pool: acquire queued", { ...ids, queued: 1 }],
+      ["debug", "worker-pool: worker handed to waiter", { ...ids, waitedMs: 30, queued: 0 }]
+    ])
+  })
+
+  it("without debug, the host logger gets no debug line at all", async () => {
+    const { lines, logger } = recorder()
+    const { pool } = setup({ poolSize: 1, logger, name: uniqueName() })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    pool.release(held)
+    pool.release(await waiter)
+    await pool.shutdown()
+    expect(lines).toEqual([])
+  })
+
+  it("a destroy that fails is a warning to the host logger, with the cause", async () => {
+    const { lines, logger } = recorder()
+    const name = uniqueName()
+    const destroy = vi.fn(async () => {
+      throw new Error("destroy went wrong")
+    })
+    const { pool } = setup({ poolSize: 1, logger, name, destroy })
+    await pool.invalidate(await pool.acquire())
+    expect(lines).toHaveLength(1)
+    const [level, message, fields] = lines[0]!
+    expect([level, message]).toEqual(["warn", "destroy() of a worker failed"])
+    expect(fields).toMatchObject({ pool: name, pool_id: `${name}#1` })
+    expect(fields["cause"]).toContain("destroy went wrong")
+  })
+
+  it("a worker delivered after shutdown aborted its create is destroyed, and that destroy's failure reaches the host logger", async () => {
+    const { lines, logger } = recorder()
+    const created = deferred<Worker>()
+    const destroy = vi.fn(async () => {
+      throw new Error("late destroy went wrong")
+    })
+    const { pool } = setup({ poolSize: 1, logger, name: uniqueName(), create: () => created.promise, destroy })
+    const waiter = track(pool.acquire())
+    await flush()
+    await pool.shutdown()
+    expect(waiter.error).toBeInstanceOf(PoolShutdownError)
+    created.resolve({ id: 7 })
+    await flush()
+    expect(destroy).toHaveBeenCalledWith({ id: 7 })
+    expect(lines.map(([level, message]) => [level, message])).toEqual([["warn", "destroy() of a worker failed"]])
+    expect(lines[0]![2]["cause"]).toContain("late destroy went wrong")
+  })
+
+  it("a host logger that throws loses its lines and breaks nothing", async () => {
+    vi.useFakeTimers()
+    let calls = 0
+    const fail = () => {
+      calls++
+      throw new Error("the host logger is broken")
+    }
+    const destroy = vi.fn(async () => {
+      throw new Error("destroy went wrong")
+    })
+    const { pool } = setup({
+      poolSize: 1,
+      debug: true,
+      logger: { debug: fail, info: fail, warn: fail, error: fail },
+      name: uniqueName(),
+      destroy,
+      leaseTimeoutMs: 1_000
+    })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    pool.release(held)
+    expect(await waiter).toBe(held)
+    // A lease timeout warning, then a failed destroy's warning.
+    await vi.advanceTimersByTimeAsync(1_000)
+    pool.release(held)
+    await flush()
+    expect(await pool.use(async (w) => w.id)).toBe(2)
+    expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, queued: 0, created: 2, finalized: 1 })
+    await pool.shutdown()
+    expect(destroy).toHaveBeenCalledTimes(2)
+    expect(calls).toBeGreaterThanOrEqual(6)
+  })
+
+  it("a console or a logger class instance is accepted, and its methods are called on it", async () => {
+    class HostLogger {
+      readonly seen: Array<string> = []
+      debug(message: string) {
+        this.seen.push(message)
+      }
+      info() {}
+      warn() {}
+      error() {}
+    }
+    const host = new HostLogger()
+    const { pool } = setup({ poolSize: 1, debug: true, logger: host, name: uniqueName() })
+    pool.release(await pool.acquire())
+    expect(host.seen).toContain("worker-pool: acquire queued")
+    expect(() => construct({ create: ok, poolSize: 1, logger: console }).shutdown()).not.toThrow()
+  })
+
+  it.each([
+    ["a logger without warn", { logger: { debug() {}, info() {}, error() {} } }, /logger\.warn: Missing key/],
+    ["a logger whose error is not a function", {
+      logger: { debug() {}, info() {}, warn() {}, error: "stderr" }
+    }, /logger\.error: Expected a function, got "stderr"/],
+    ["a logger that is a function", { logger: () => {} }, /logger: /],
+    ["debug \"yes\"", { debug: "yes" }, /debug: .*got "yes"/]
+  ])("%s throws a PoolOptionsError naming it", (_, options, message) => {
+    let thrown: unknown
+    try {
+      construct({ create: ok, poolSize: 1, ...options })
+    } catch (error) {
+      thrown = error
+    }
+    expect(thrown).toBeInstanceOf(PoolOptionsError)
+    expect((thrown as Error).message).toMatch(message)
   })
 })
 

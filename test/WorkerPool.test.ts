@@ -642,6 +642,34 @@ describe("WorkerPool", () => {
     })
   })
 
+  describe("log annotations", () => {
+    it.effect("the pool's lines, from its own fibers too, carry pool and pool_id", () => {
+      const lines: Array<[string, unknown, unknown]> = []
+      const logger = Logger.make((options) => {
+        lines.push([options.logLevel, options.message, options.fiber.getRef(References.CurrentLogAnnotations)])
+      })
+      return Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({
+          acquire: makeResources().acquire,
+          size: 1,
+          name: "annotated",
+          leaseTimeout: "1 second"
+        })
+        yield* lease(pool)
+        yield* TestClock.adjust("1 second")
+        const ids = { pool: "annotated", pool_id: "annotated#1" }
+        expect(lines).toEqual([
+          ["Debug", ["worker-pool: acquire queued", { queued: 1 }], ids],
+          ["Debug", ["worker-pool: worker handed to waiter", { waitedMs: 0, queued: 0 }], ids],
+          ["Warn", ["worker-pool: a lease outlived leaseTimeout (1000 ms); the worker is retired"], ids]
+        ])
+      }).pipe(
+        Effect.provide(Logger.layer([logger])),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+    })
+  })
+
   describe("construction", () => {
     it.effect("layer builds the pool as a service and shuts it down when released", () =>
       Effect.gen(function*() {

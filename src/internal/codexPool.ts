@@ -10,6 +10,8 @@ import * as CodexWorker from "../CodexWorker.ts"
 import type { Options, Stats } from "../CodexWorkerPool.ts"
 import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
+import type { PoolLogger } from "../PromisePool.ts"
+import { type Logging, PoolLoggerSchema } from "./hostLogger.ts"
 import { registerPulled } from "./metrics.ts"
 import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./options.ts"
 import { CoreKey, type Internals } from "./poolInternals.ts"
@@ -41,12 +43,28 @@ const OptionsSchema = Schema.Struct({
   capabilities: Schema.optional(Schema.Unknown)
 })
 
+/** The promise facade's options: the service's, plus how it logs. */
+const FacadeOptionsSchema = Schema.Struct({
+  ...OptionsSchema.fields,
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
+})
+
 /** Validated options. */
 export type Settings = ReturnType<typeof validate>
 
-/** Validates options, throwing a `PoolOptionsError` naming the bad option. */
-export const validate = (options: Options) => {
-  const o = decodeOptions("CodexWorkerPool", OptionsSchema, options)
+/**
+ * Validates options, throwing a `PoolOptionsError` naming the bad option.
+ * `facade`: the options of `createCodexWorkerPool`, which also take `debug`
+ * and `logger`.
+ */
+export const validate = (
+  options: Options & { readonly debug?: boolean | undefined; readonly logger?: PoolLogger | undefined },
+  facade = false
+) => {
+  const o: Schema.Schema.Type<typeof FacadeOptionsSchema> = facade
+    ? decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options)
+    : decodeOptions("CodexWorkerPool", OptionsSchema, options)
   const poolSize = o.poolSize ?? 1
   if ((o.minIdle ?? 0) > poolSize) {
     throw new PoolOptionsError({
@@ -78,7 +96,9 @@ export const validate = (options: Options) => {
       name: o.name ?? "codex",
       provider: "codex"
     },
-    watchdog: o.watchdog ?? false
+    watchdog: o.watchdog ?? false,
+    // The host's own object (the decoded copy has lost its `this`).
+    logging: { debug: o.debug ?? false, logger: options.logger } satisfies Logging
   }
 }
 
