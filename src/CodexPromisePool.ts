@@ -1,7 +1,8 @@
 /**
  * The promise facade of the Codex worker pool, for the AI SDK provider and
  * other code not written in Effect. Same pool, same guarantees as
- * `CodexWorkerPool`; a worker is a small handle over one app-server process.
+ * `CodexWorkerPool`; a leased worker is a small handle (one per lease) over
+ * one app-server process.
  *
  * The handle is what a provider's transport needs (connect / disconnect /
  * sendMessage / sendNotification / on message, error, close):

@@ -14,18 +14,20 @@
  * owns the worker and must `release` it (prefer `use`, which always does).
  *
  * Leases: this pool hands out your own worker objects, so `release(worker)`
- * and `invalidate(worker)` name a worker, not a lease. What is caught, with
- * `WorkerNotLeasedError` and no change: releasing a worker that is idle
- * (released twice with nobody waiting), invalidated, or not from this pool;
- * invalidating an object not from this pool. What is not caught: a second
- * `release(worker)` after the worker went straight to a waiter ends that
- * waiter's lease, and an old reference still reaches a worker that now serves
- * someone else: nothing can tell the two holders of the same object apart.
- * `use` is immune (it ends only its own lease, even if `fn` released the
- * worker already); prefer it, or drop references at release. (The Codex pool's
- * facade hands out a new handle per lease and refuses stale ones.) After
- * `shutdown()` a release of a worker the pool no longer leases is ignored,
- * since the shutdown timeout may have ended that lease.
+ * and `invalidate(worker)` name a worker, not a lease, and nothing tells an
+ * old reference from the current holder's. Caught, with `WorkerNotLeasedError`
+ * and nothing changed: releasing a worker that is not leased out at the moment
+ * (released twice while it sits idle, invalidated, or never acquired from this
+ * pool), and invalidating an object that is not from this pool. Not caught:
+ * once a released worker has gone to the next caller (a waiter gets it at
+ * once), a second `release(worker)` ends that caller's lease, `invalidate`
+ * takes its worker out of service, and whatever the old reference does to the
+ * worker reaches the new holder's. `use` is safe from its own side: it ends
+ * only the lease it started, even when `fn` has released the worker already.
+ * Prefer `use`, and drop a worker reference at release. (The Codex pool's
+ * facade hands out a handle per lease and refuses stale ones.) After
+ * `shutdown()`, releasing a worker the pool no longer leases is ignored: the
+ * shutdown timeout may have ended that lease.
  *
  * @example
  * ```ts
