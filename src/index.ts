@@ -39,5 +39,6 @@ export {
   RequestTimeoutError,
   WorkerCrashedError,
   WorkerNotLeasedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  type WorkerSpawnReason
 } from "./errors.ts"
