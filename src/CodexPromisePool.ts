@@ -28,6 +28,7 @@
  * @since 0.1.0
  */
 import { Cause, Effect, Exit, Layer, Scope } from "effect"
+import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
@@ -62,6 +63,21 @@ export interface CodexWorkerHandle {
   readonly pid: number
   /** The server's answer to `initialize`, sent once when the process started. */
   readonly initializeResult: unknown
+  /**
+   * Sends a request of the pinned app-server protocol and resolves with its
+   * typed result (e.g. `v2.ThreadStartResponse` for `"thread/start"`; see
+   * `CodexProtocol`); params are optional for a method that takes none.
+   * Static types only: the result is not checked at runtime.
+   * Params that do not have the method's params type select the untyped
+   * overload below, whose result is `unknown`.
+   */
+  request<M extends CodexProtocol.ClientRequestMethod>(
+    method: M,
+    ...args: CodexProtocol.RequestArgs<
+      M,
+      { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
+    >
+  ): Promise<CodexProtocol.RequestResult<M>>
   /** Sends a request and resolves with its result. */
   request(
     method: string,
@@ -99,6 +115,12 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
  */
 export type CodexWorkerPoolOptions = CodexWorkerPool.Options
 
+/** The options of `CodexWorkerHandle.request`. */
+interface RequestCallOptions {
+  readonly signal?: AbortSignal | undefined
+  readonly timeoutMs?: number | undefined
+}
+
 const WorkerKey: unique symbol = Symbol.for("codex-worker-pool/CodexWorkerHandle/worker")
 
 /** Runs `effect`, settling with its value, its failure, or `signal.reason` on abort. */
@@ -123,7 +145,8 @@ const makeHandle = (worker: CodexWorker.CodexWorker): CodexWorkerHandle & { read
   [WorkerKey]: worker,
   pid: worker.pid,
   initializeResult: worker.initializeResult,
-  request: (method, params, options) => {
+  // `any`: the typed overload of `request` declares the result type of each protocol method.
+  request: (method: string, params?: unknown, options?: RequestCallOptions): Promise<any> => {
     const timeoutMs = options?.timeoutMs
     if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
       return Promise.reject(new PoolOptionsError({

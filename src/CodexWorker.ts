@@ -56,13 +56,16 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type * as CodexProtocol from "./CodexProtocol.ts"
 import {
   ChannelClosedError,
   type JsonRpcError,
   type LeaseTimeoutError,
   type RequestTimeoutError,
+  ResponseDecodeError,
   WorkerCrashedError,
   WorkerSpawnError
 } from "./errors.ts"
@@ -147,6 +150,17 @@ export type RequestError =
   | LeaseTimeoutError
 
 /**
+ * Options of one request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions {
+  /** Fail with `RequestTimeoutError` if no response arrives in time. No limit by default. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
  * A running, initialized codex app-server.
  *
  * @since 0.1.0
@@ -156,13 +170,35 @@ export interface CodexWorker {
   /** The codex process id. */
   readonly pid: number
   /** The server's answer to `initialize` (sent once per process). */
-  readonly initializeResult: unknown
+  readonly initializeResult: CodexProtocol.InitializeResponse
   /** Sends a request and waits for its result. Interrupting the fiber abandons it. */
   readonly request: (
     method: string,
     params?: unknown,
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<unknown, RequestError>
+  /**
+   * Sends a request of the pinned app-server protocol, typed: `params` must
+   * have the method's params type (optional when it takes none) and the
+   * result has its result type, e.g. `v2.ThreadStartResponse` for
+   * `"thread/start"` (see `CodexProtocol`). Static types only: the result is
+   * not checked at runtime (use `requestSchema` for that).
+   */
+  readonly call: <M extends CodexProtocol.ClientRequestMethod>(
+    method: M,
+    ...args: CodexProtocol.RequestArgs<M, RequestOptions>
+  ) => Effect.Effect<CodexProtocol.RequestResult<M>, RequestError>
+  /**
+   * Sends a request and decodes its result with `schema`; a result that does
+   * not match fails with `ResponseDecodeError` (method and issue). `params`
+   * is typed when `method` is one of the pinned protocol's.
+   */
+  readonly requestSchema: <A, M extends string>(
+    method: M,
+    params: M extends CodexProtocol.ClientRequestMethod ? CodexProtocol.RequestParams<M> : unknown,
+    schema: Schema.Decoder<A>,
+    options?: RequestOptions | undefined
+  ) => Effect.Effect<A, RequestError | ResponseDecodeError>
   /** Sends a notification. */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, RequestError>
   /** Answers a server request (approvals, tool calls) with a result. */
@@ -231,7 +267,7 @@ const ensureCodexHome = (command: string, dir: string): Effect.Effect<void, Work
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const worker = yield* CodexWorker.make({ codexHome: "/tmp/codex-home" })
- *   const { thread } = (yield* worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+ *   const { thread } = yield* worker.call("thread/start", { ephemeral: true })
  *   return thread.id
  * })).pipe(Effect.provide(CodexWorker.layerNode))
  * ```
@@ -385,8 +421,11 @@ export const make = (
 
     const worker: CodexWorker = {
       pid: proc.pid,
-      initializeResult,
+      initializeResult: initializeResult as CodexProtocol.InitializeResponse,
       request: (method, params, requestOptions) => channel.request(method, params, requestOptions),
+      call: channel.request as CodexWorker["call"],
+      requestSchema: (method, params, schema, requestOptions) =>
+        Effect.flatMap(channel.request(method, params, requestOptions), decodeResult(method, schema)),
       notify: channel.notify,
       respond: channel.respond,
       respondError: channel.respondError,
@@ -408,6 +447,14 @@ export const make = (
     }
     return worker
   })
+
+/** Decodes a request's result with `schema`, failing with `ResponseDecodeError` naming the method. */
+const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {
+  // Every issue, not only the first: the message is for a person finding a version mismatch.
+  const decode = Schema.decodeUnknownEffect(schema, { errors: "all" })
+  return (result: unknown): Effect.Effect<A, ResponseDecodeError> =>
+    Effect.mapError(decode(result), (error) => new ResponseDecodeError({ method, issue: error.message, result }))
+}
 
 /**
  * The Node implementation of the process spawner a worker needs.

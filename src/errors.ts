@@ -339,3 +339,30 @@ export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
     })
   }
 }
+
+/**
+ * The app-server answered a request, but its result does not match the
+ * Schema the caller decodes it with (`CodexWorker.requestSchema`). It carries
+ * the request's `method`, the Schema's `issue` as text, and the `result` as
+ * received. The worker is fine; the server may run a codex version other than
+ * the one the Schema was written for.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ResponseDecodeError extends Data.TaggedError("ResponseDecodeError")<{
+  readonly message: string
+  readonly method: string
+  readonly issue: string
+  readonly result: unknown
+}> {
+  constructor(props: { readonly method: string; readonly issue: string; readonly result: unknown }) {
+    super({
+      ...props,
+      message: `The codex app-server's result for "${props.method}" does not match the expected schema: ` +
+        `${props.issue.length > 500 ? `${props.issue.slice(0, 500)}…` : props.issue}. ` +
+        `The worker may run a codex version other than the one the schema was written for: check the schema ` +
+        `against \`codex app-server generate-ts\` of that version.`
+    })
+  }
+}
