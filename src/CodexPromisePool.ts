@@ -45,6 +45,7 @@
  * @since 0.1.0
  */
 import { Cause, Effect, Exit, Layer, Scope } from "effect"
+import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
@@ -86,6 +87,22 @@ export interface CodexWorkerHandle {
    * pid). Key per-process caches (a `WeakMap`) by it; it has no methods.
    */
   readonly workerKey: object
+  /**
+   * Sends a request of the pinned app-server protocol and resolves with its
+   * typed result (e.g. `v2.ThreadStartResponse` for `"thread/start"`; see
+   * `CodexProtocol`); params are optional for a method that takes none.
+   * Static types only: the result is not checked at runtime.
+   * Params that do not have the method's params type select the untyped
+   * overload below, whose result is `unknown`. Rejects with
+   * `WorkerNotLeasedError` once the lease has ended.
+   */
+  request<M extends CodexProtocol.ClientRequestMethod>(
+    method: M,
+    ...args: CodexProtocol.RequestArgs<
+      M,
+      { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
+    >
+  ): Promise<CodexProtocol.RequestResult<M>>
   /** Sends a request and resolves with its result. Rejects with `WorkerNotLeasedError` once the lease has ended. */
   request(
     method: string,
@@ -129,6 +146,12 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
  * @category models
  */
 export type CodexWorkerPoolOptions = CodexWorkerPool.Options
+
+/** The options of `CodexWorkerHandle.request`. */
+interface RequestCallOptions {
+  readonly signal?: AbortSignal | undefined
+  readonly timeoutMs?: number | undefined
+}
 
 /** Runs `effect`, settling with its value, its failure, or `signal.reason` on abort. */
 const toPromise = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
@@ -208,11 +231,8 @@ class LeaseHandle implements CodexWorkerHandle {
     return this.#lease === this.#slot.lease && this.#slot.state !== "idle"
   }
 
-  request(
-    method: string,
-    params?: unknown,
-    options?: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
-  ): Promise<unknown> {
+  // `any`: the typed overload of `request` declares the result type of each protocol method.
+  request(method: string, params?: unknown, options?: RequestCallOptions): Promise<any> {
     if (!this.#live()) return notLeased("request")
     const timeoutMs = options?.timeoutMs
     if (timeoutMs !== undefined && !(timeoutMs >= 0)) {

@@ -39,6 +39,7 @@ import {
   killByMarker,
   liveByMarker,
   markerArg,
+  mcpChildrenIn,
   newMarker,
   statFields,
   waitUntil
@@ -351,6 +352,39 @@ describe("createCodexWorkerPool", () => {
       expect(pool.stats()).toMatchObject({ createFailures: 3, workers: 0, queued: 0, creating: 0 })
       await pool.shutdown()
       expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a worker that starts descendants in other groups and sessions, then exits before initialize, leaves none of them", async () => {
+      const pool = createCodexWorkerPool(fake(["--exit-after-children"]))
+      const error = await rejection(pool.acquire())
+      // The acquire rejects once the tree kill is over: nothing is left, without waiting.
+      expect(liveByMarker(marker)).toEqual([])
+      expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "ExitedEarly", cause: { _tag: "WorkerCrashedError", code: 1 } })
+      expect(error.message).toContain("exiting after starting children")
+      expect(error.message).not.toContain("npm install")
+      const children = mcpChildrenIn(error.stderrTail)
+      expect(children).toHaveLength(3)
+      expect(children.filter(isLivePid)).toEqual([])
+      expect(pool.stats()).toMatchObject({ createFailures: 1, workers: 0, creating: 0, processes: 0 })
+      await bounded(pool.shutdown(), "shutdown")
+      expect(liveByMarker(marker)).toEqual([])
+    })
+
+    it("a worker that starts descendants and never answers initialize rejects after spawnTimeoutMs and leaves none", async () => {
+      const pool = createCodexWorkerPool(fake(["--mcp-children", "--hang-initialize"], { spawnTimeoutMs: 2_000 }))
+      const acquired = rejection(pool.acquire())
+      // The fake and its three children are up before the spawn times out.
+      const sawTree = await waitUntil(() => liveByMarker(marker).length === 4)
+      const error = await bounded(acquired, "the failed acquire")
+      expect(sawTree).toBe(true)
+      expect(liveByMarker(marker)).toEqual([])
+      expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "Timeout" })
+      expect(error.message).toContain("spawnTimeoutMs (2000 ms)")
+      expect(mcpChildrenIn(error.stderrTail)).toHaveLength(3)
+      await bounded(pool.shutdown(), "shutdown")
+      expect(liveByMarker(marker)).toEqual([])
     })
   })
 

@@ -6,9 +6,9 @@
  * notification to its subscribers the way the JSON-RPC channel does (to a
  * snapshot of them, in order), and `crash` closes it like a dead process.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import type * as CodexWorker from "../../src/CodexWorker.ts"
-import { ChannelClosedError, WorkerCrashedError } from "../../src/errors.ts"
+import { ChannelClosedError, ResponseDecodeError, WorkerCrashedError } from "../../src/errors.ts"
 
 /** What reached a fake worker. */
 export interface Delivery {
@@ -58,11 +58,21 @@ export const makeFakeCodexWorker = (id: number, onDelivery: (delivery: Delivery)
     return true
   }
 
+  const request = (method: string, params?: unknown) =>
+    deliver("request", senderOf(params), { worker: id, method } as unknown)
+
   return {
     id,
     pid,
-    initializeResult: { fake: id },
-    request: (method, params) => deliver("request", senderOf(params), { worker: id, method }),
+    initializeResult: { userAgent: `fake-worker/${id}`, codexHome: "/nonexistent", platformFamily: "unix", platformOs: "linux" },
+    request,
+    call: request as CodexWorker.CodexWorker["call"],
+    requestSchema: (method, params, schema) =>
+      Effect.flatMap(request(method, params), (result) =>
+        Effect.mapError(
+          Schema.decodeUnknownEffect(schema)(result),
+          (error) => new ResponseDecodeError({ method, issue: error.message, result })
+        )),
     notify: (_method, params) => deliver("notify", senderOf(params), undefined),
     respond: (_id, result) => deliver("respond", senderOf(result), undefined),
     respondError: (_id, error) => deliver("respondError", senderOf(error.data), undefined),
