@@ -141,8 +141,8 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
 
 interface Settings {
   readonly pool: CodexPoolLike
-  /** Threads each worker has loaded: those are continued without `thread/resume`. */
-  readonly loadedThreads: WeakMap<CodexWorkerHandle, Set<string>>
+  /** Threads each worker has loaded (by `workerKey`: a handle is per lease): continued without `thread/resume`. */
+  readonly loadedThreads: WeakMap<object, Set<string>>
   readonly threadDefaults: Readonly<Record<string, unknown>>
   readonly interruptTimeoutMs: number
   readonly approvals: NonNullable<CodexProviderOptions["approvals"]>
@@ -410,8 +410,9 @@ class Turn {
 
   #loadedThreads(): Set<string> {
     const all = this.#settings.loadedThreads
-    let loaded = all.get(this.#worker)
-    if (loaded === undefined) all.set(this.#worker, loaded = new Set())
+    const key = this.#worker.workerKey
+    let loaded = all.get(key)
+    if (loaded === undefined) all.set(key, loaded = new Set())
     return loaded
   }
 

@@ -70,22 +70,30 @@ export class QueueFullError extends Data.TaggedError("QueueFullError")<{
 }
 
 /**
- * `release` (or `invalidate`) was given a worker that this pool has not leased
- * out at the moment: released twice, or never acquired from this pool. The
- * pool is left unchanged.
+ * A lease that has ended was used: `release` (or `invalidate`) was given a
+ * worker this pool has not leased out at the moment (released twice, or never
+ * acquired from this pool), or a Codex worker handle whose lease has ended
+ * (released, invalidated, or the end of its `use`) was asked to `request`,
+ * `notify`, `respond` or `respondError`. Nothing was changed and nothing was
+ * sent: the worker may already serve another caller.
  *
  * @since 0.1.0
  * @category errors
  */
 export class WorkerNotLeasedError extends Data.TaggedError("WorkerNotLeasedError")<{
   readonly message: string
-  readonly operation: "release" | "invalidate"
+  readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
 }> {
-  constructor(props: { readonly operation: "release" | "invalidate" }) {
+  constructor(props: {
+    readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
+  }) {
     super({
       ...props,
-      message: `${props.operation}() was given a worker that is not currently leased from this pool ` +
-        `(already released, invalidated, or never acquired from it). Nothing was changed.`
+      message: props.operation === "release" || props.operation === "invalidate"
+        ? `${props.operation}() was given a worker that is not currently leased from this pool ` +
+          `(already released, invalidated, or never acquired from it). Nothing was changed.`
+        : `${props.operation}() was called on a worker handle whose lease has ended (released, invalidated, ` +
+          `or its use() returned); the worker may serve another caller now. Nothing was sent: acquire a worker again.`
     })
   }
 }
