@@ -44,7 +44,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, type Context, Effect, Exit, Layer, Scope } from "effect"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
@@ -176,11 +176,14 @@ interface RequestCallOptions {
   readonly timeoutMs?: number | undefined
 }
 
-/** Runs `effect`, settling with its value, its failure, or `signal.reason` on abort. */
-const toPromise = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
+/**
+ * Runs `effect` with the pool's logging (`context`), settling with its value,
+ * its failure, or `signal.reason` on abort.
+ */
+const toPromise = <A, E>(context: Context.Context<never>, effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
   if (signal?.aborted) return Promise.reject(signal.reason)
   return new Promise<A>((resolve, reject) => {
-    const fiber = Effect.runFork(effect)
+    const fiber = Effect.runForkWith(context)(effect)
     const onAbort = () => {
       reject(signal!.reason)
       fiber.interruptUnsafe()
@@ -261,6 +264,7 @@ class LeaseHandle implements CodexWorkerHandle {
     if (invalid !== undefined) return Promise.reject(invalid)
     const timeoutMs = options?.timeoutMs
     return toPromise(
+      this.#pool.logContext,
       this.#slot.worker.request(method, params, {
         timeout: timeoutMs === undefined || timeoutMs === 0 ? undefined : timeoutMs
       }),
@@ -269,15 +273,17 @@ class LeaseHandle implements CodexWorkerHandle {
   }
 
   notify(method: string, params?: unknown): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.notify(method, params)) : notLeased("notify")
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.notify(method, params)) : notLeased("notify")
   }
 
   respond(id: JsonRpcId, result: unknown): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.respond(id, result)) : notLeased("respond")
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.respond(id, result)) : notLeased("respond")
   }
 
   respondError(id: JsonRpcId, error: JsonRpcErrorObject): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.respondError(id, error)) : notLeased("respondError")
+    return this.#live()
+      ? toPromise(this.#pool.logContext, this.#slot.worker.respondError(id, error))
+      : notLeased("respondError")
   }
 
   onMessage(listener: (message: CodexWorker.IncomingMessage) => void): () => void {
@@ -324,9 +330,12 @@ class LeaseHandle implements CodexWorkerHandle {
 export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> implements CodexPromiseWorkerPool {
   readonly #workers: ReadonlySet<Worker>
   readonly #keys = new WeakMap<Worker, object>()
+  /** The pool's logging, for what the handles run (requests, notifications, answers). */
+  readonly logContext: Context.Context<never>
   constructor(internals: Internals<Worker>, scope: Scope.Closeable, workers: ReadonlySet<Worker>) {
     super(internals, scope)
     this.#workers = workers
+    this.logContext = internals.logContext
   }
   override grant(slot: Slot<Worker>): CodexWorkerHandle {
     return new LeaseHandle(this, slot)

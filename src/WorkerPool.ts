@@ -510,6 +510,10 @@ export const make = <W, E = never, R = never>(
       core,
       settings,
       metricAttributes: metrics.attributes,
+      logContext: Context.make(References.CurrentLoggers, Context.get(context, References.CurrentLoggers)).pipe(
+        Context.add(References.MinimumLogLevel, Context.get(context, References.MinimumLogLevel)),
+        Context.add(References.CurrentLogAnnotations, Context.get(context, References.CurrentLogAnnotations))
+      ),
       whenFinalized: (slot) =>
         slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
           const listeners = finalizedListeners.get(slot)
