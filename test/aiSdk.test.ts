@@ -38,17 +38,15 @@ import type { IncomingMessage } from "../src/CodexWorker.ts"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { type CodexPoolLike, createCodexProvider } from "../src/ai-sdk.ts"
 import { LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
-import { type ModelServer, startModelServer } from "./fixtures/modelServer.ts"
+import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
+import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
-  type CodexHome,
-  codexArgs,
   codexBinaryPath,
-  codexEnv,
   findMarkedProcesses,
   isAlive,
   killMarkedProcesses,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
@@ -162,7 +160,7 @@ const setup = (
   const { ephemeral = true, ...poolOptions } = options
   const pool = createCodexWorkerPool({
     command: codexBinaryPath(),
-    args: codexArgs({ baseUrl: server.url, marker }),
+    args: markedCodexArgs(server.url, marker),
     env: codexEnv({ codexHome: home.path }),
     poolSize: 1,
     // A worker a failing test leaves leased must not hold up afterEach's shutdown.

@@ -1,5 +1,5 @@
 /**
- * Tests of the mock Responses-API server (test/fixtures/modelServer.ts) on its
+ * Tests of the offline Responses-API server (src/testing/ModelServer.ts) on its
  * own, over plain fetch: each mode, per-request mode selection, recording and
  * shutdown. No timing assertions; every wait is bounded by the test timeout.
  */
@@ -11,7 +11,7 @@ import {
   parseDirectives,
   splitIntoDeltas,
   startModelServer
-} from "./fixtures/modelServer.ts"
+} from "../../src/testing/ModelServer.ts"
 
 interface Frame {
   readonly event: string
