@@ -27,13 +27,13 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, Effect, Exit, identity, Layer, Scope } from "effect"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { PoolOptionsError } from "./errors.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
-import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
 import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
@@ -172,7 +172,11 @@ class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPr
  * @since 0.1.0
  * @category constructors
  */
-export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
+export const createCodexWorkerPool = (
+  options: CodexWorkerPoolOptions = {},
+  /** @internal The test pool's fake workers (src/testing); real processes when absent. */
+  makeWorker?: MakeWorker | undefined
+): CodexPromiseWorkerPool => {
   const settings = validate(options)
   const scope = Scope.makeUnsafe()
   try {
@@ -181,7 +185,11 @@ export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): Cod
       makeParts<CodexWorkerHandle>(settings, {
         wrap: makeHandle,
         unwrap: (handle) => (handle as ReturnType<typeof makeHandle>)[WorkerKey]
-      }).pipe(Scope.provide(scope), Effect.provideContext(context))
+      }).pipe(
+        makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
+        Scope.provide(scope),
+        Effect.provideContext(context)
+      )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<CodexWorkerHandle, unknown> & {
       readonly [CoreKey]: Internals<CodexWorkerHandle>
