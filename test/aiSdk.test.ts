@@ -598,6 +598,28 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
     await shutdownAndCheck(pool)
   })
 
+  // Each lease has a handle of its own: what a worker has loaded is remembered per process (`workerKey`).
+  it("a continued ephemeral thread on the same worker is continued directly, though the lease is a new one", {
+    timeout: TEST_TIMEOUT_MS
+  }, async () => {
+    const { pool, model, observed } = setup({ poolSize: 1, ephemeral: true })
+    const question: ModelMessage = { role: "user", content: prompt("first") }
+    const first = await within(generateText({ model, messages: [question] }), "the first call")
+    const threadId = (first.providerMetadata?.["codex"] as { threadId?: string } | undefined)?.threadId
+    expect(threadId).toEqual(expect.any(String))
+    const second = await within(
+      generateText({ model, messages: [question, ...first.response.messages, { role: "user", content: prompt("second") }] }),
+      "the second call"
+    )
+    expect(observed.leases).toHaveLength(2)
+    expect(observed.leases[1]).not.toBe(observed.leases[0])
+    expect(observed.leases[1]!.workerKey).toBe(observed.leases[0]!.workerKey)
+    // codex cannot resume an ephemeral thread: the same id means the loaded thread was continued directly.
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.text).toBe(echo(prompt("second")))
+    await shutdownAndCheck(pool)
+  })
+
   it("usage is reported for a completed turn", { timeout: TEST_TIMEOUT_MS }, async () => {
     const { pool, model } = setup({ poolSize: 1 })
     const result = await within(generateText({ model, prompt: prompt("count me") }), "the call")

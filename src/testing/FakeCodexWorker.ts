@@ -43,10 +43,18 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as CodexProtocol from "../CodexProtocol.ts"
 import type * as CodexWorker from "../CodexWorker.ts"
-import { ChannelClosedError, type LeaseTimeoutError, WorkerCrashedError, WorkerSpawnError } from "../errors.ts"
+import {
+  ChannelClosedError,
+  type LeaseTimeoutError,
+  ResponseDecodeError,
+  WorkerCrashedError,
+  WorkerSpawnError
+} from "../errors.ts"
 import * as JsonRpc from "../internal/jsonRpc.ts"
 
 /**
@@ -196,12 +204,12 @@ const errorMessage = (error: unknown): string => (error instanceof Error ? error
  * @since 0.1.0
  * @category constants
  */
-export const defaultInitializeResult = {
+export const defaultInitializeResult: CodexProtocol.InitializeResponse = {
   userAgent: "fake-codex/0.0.0",
   codexHome: "/nonexistent/fake-codex-home",
   platformFamily: "unix",
   platformOs: "linux"
-} as const
+}
 
 /**
  * Makes a fake worker in the current scope; closing the scope finalizes it.
@@ -414,20 +422,34 @@ export const make = (
           Effect.fail(
             new WorkerSpawnError({
               command: FAKE_COMMAND,
+              reason: "Timeout",
+              pid,
               cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
             })
           )
       }),
       Effect.tap(() => channel.notify("initialized")),
+      // The same reasons as a real worker's handshake.
       Effect.mapError((error) =>
-        error._tag === "WorkerSpawnError" ? error : new WorkerSpawnError({ command: FAKE_COMMAND, cause: error })
+        error._tag === "WorkerSpawnError"
+          ? error
+          : error._tag === "WorkerCrashedError"
+          ? new WorkerSpawnError({ command: FAKE_COMMAND, reason: "ExitedEarly", cause: error })
+          : new WorkerSpawnError({ command: FAKE_COMMAND, reason: "InitializeFailed", pid, cause: error })
       )
     )
 
     const worker: CodexWorker.CodexWorker = {
       pid,
-      initializeResult,
+      initializeResult: initializeResult as CodexProtocol.InitializeResponse,
       request: (method, params, requestOptions) => channel.request(method, params, requestOptions),
+      call: channel.request as CodexWorker.CodexWorker["call"],
+      requestSchema: (method, params, schema, requestOptions) =>
+        Effect.flatMap(channel.request(method, params, requestOptions), (result) =>
+          Effect.mapError(
+            Schema.decodeUnknownEffect(schema)(result),
+            (error) => new ResponseDecodeError({ method, issue: error.message, result })
+          )),
       notify: channel.notify,
       respond: channel.respond,
       respondError: channel.respondError,

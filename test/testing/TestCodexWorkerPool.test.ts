@@ -250,6 +250,7 @@ describe("test pool over scripted fake workers (Effect)", () => {
       })
       const error = yield* Effect.flip(pool.use(() => Effect.void))
       expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "StartFailed" })
       expect((error as WorkerSpawnError).message).toContain("no codex today")
       refuse = false
       yield* pool.use(() => Effect.void)
@@ -265,6 +266,7 @@ describe("test pool over scripted fake workers (Effect)", () => {
       yield* TestClock.adjust("5 seconds")
       const error = yield* Fiber.join(attempt)
       expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "Timeout" })
       expect((error as WorkerSpawnError).message).toContain("spawnTimeoutMs (5000 ms)")
     }))
 
