@@ -44,13 +44,13 @@
  *
  * @since 0.1.0
  */
-import { Cause, type Context, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
@@ -368,13 +368,22 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> imp
  * @since 0.1.0
  * @category constructors
  */
-export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
+export const createCodexWorkerPool = (
+  options: CodexWorkerPoolOptions = {},
+  /** @internal The test pool's fake workers (src/testing); real processes when absent. */
+  makeWorker?: MakeWorker | undefined
+): CodexPromiseWorkerPool => {
   const settings = validate(options, true)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
     const parts = Effect.runSync(
-      makeParts(settings).pipe(withLogging(settings.logging), Scope.provide(scope), Effect.provideContext(context))
+      makeParts(settings).pipe(
+        withLogging(settings.logging),
+        makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
+        Scope.provide(scope),
+        Effect.provideContext(context)
+      )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
     return new CodexPromisePool(pool[CoreKey], scope, parts.workers)

@@ -34,6 +34,7 @@ import {
   WorkerNotLeasedError,
   WorkerSpawnError
 } from "../src/errors.ts"
+import { createTestCodexWorkerPool } from "../src/testing/TestCodexWorkerPool.ts"
 import {
   fakePoolOptions,
   isLivePid,
@@ -766,8 +767,9 @@ describe("createCodexWorkerPool", () => {
   })
 
   describe("pool", () => {
-    it("with poolSize 1 a second use starts after the first releases and reuses the same process", async () => {
-      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+    // Pure pool semantics: scripted fake workers (no process) suffice.
+    it("with poolSize 1 a second use starts after the first releases and reuses the same worker", async () => {
+      const pool = createTestCodexWorkerPool({ poolSize: 1 })
       const events: Array<string> = []
       let finishFirst: (() => void) | undefined
       const first = pool.use(async (worker) => {
@@ -788,7 +790,7 @@ describe("createCodexWorkerPool", () => {
       expect(secondPid).toBe(firstPid)
       expect(pool.stats()).toMatchObject({ created: 1, workers: 1 })
       await pool.shutdown()
-      expect(await noMarkedProcessLeft()).toBe(true)
+      expect(pool.fakes.all.map((worker) => worker.finalized)).toEqual([true])
     })
 
     it("stats count codex with its MCP-like children and their memory, and 0 after shutdown", async () => {
