@@ -363,6 +363,8 @@ export const make = (
     )
 
     let closeInfo: CloseInfo | undefined
+    // A listener's failure is logged with the worker maker's logger (the pool's).
+    const logContext = yield* Effect.context<never>()
     const closedDeferred = Deferred.makeUnsafe<CloseInfo>()
     const closeListeners = new Set<(info: CloseInfo) => void>()
     // Synchronous, before pending requests fail: whoever reacts to a failed
@@ -376,7 +378,7 @@ export const make = (
         try {
           listener(info)
         } catch (cause) {
-          Effect.runFork(Effect.logWarning("codex worker: an onClose listener threw", cause))
+          Effect.runForkWith(logContext)(Effect.logWarning("codex worker: an onClose listener threw", cause))
         }
       }
       closeListeners.clear()

@@ -27,6 +27,7 @@ export {
 export {
   createWorkerPool,
   type AcquireOptions,
+  type PoolLogger,
   type PoolStats,
   type PromiseWorkerPool,
   type WorkerPoolOptions

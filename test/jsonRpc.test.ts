@@ -302,6 +302,22 @@ describe("JsonRpc channel", () => {
     )
   })
 
+  it.effect("a throwing onClose hook is logged with the logger of the context the channel was made in", () => {
+    const logs: Array<LogEntry> = []
+    return Effect.gen(function*() {
+      // Only the channel's maker has the collecting logger; the close comes from elsewhere.
+      const { channel } = yield* withLogs(logs, makeTransport())
+      channel.onClose(() => {
+        throw new Error("hook bug")
+      })
+      yield* channel.close("done")
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+      expect(logs.filter((entry) => entry.text.includes("onClose hook threw")).map((entry) => entry.level)).toEqual([
+        "Warn"
+      ])
+    })
+  })
+
   it.effect("never interleaves writes of concurrent requests", () =>
     Effect.gen(function*() {
       const count = 50

@@ -213,6 +213,8 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
     const writeLock = Semaphore.makeUnsafe(1)
     let closeError: CloseError | undefined = undefined
     let nextId = 1
+    // Lines logged outside a fiber go to the logger of the channel's maker.
+    const logContext = yield* Effect.context<never>()
 
     const shutdownUnsafe = (error: CloseError): boolean => {
       if (closeError !== undefined) return false
@@ -224,7 +226,7 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
         try {
           hook(error)
         } catch (cause) {
-          Effect.runFork(Effect.logWarning("JSON-RPC: an onClose hook threw", cause))
+          Effect.runForkWith(logContext)(Effect.logWarning("JSON-RPC: an onClose hook threw", cause))
         }
       }
       closeHooks.clear()
