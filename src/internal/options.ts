@@ -54,12 +54,14 @@ export const Function = Schema.declare(
 
 /**
  * Decodes `input` with `schema`, throwing a `PoolOptionsError` that lists each
- * bad option as `name: problem`.
+ * bad option as `name: problem`, followed by the bad value unless `secret`
+ * says the option may hold one (environment variables: API keys).
  */
 export const decodeOptions = <S extends Schema.Top>(
   what: string,
   schema: S,
-  input: unknown
+  input: unknown,
+  secret: (path: ReadonlyArray<PropertyKey>) => boolean = noSecrets
 ): S["Type"] => {
   if (typeof input !== "object" || input === null) {
     throw new PoolOptionsError({ message: `Invalid ${what} options: expected an object, got ${String(input)}.` })
@@ -80,7 +82,7 @@ export const decodeOptions = <S extends Schema.Top>(
   for (const issue of result.issues) {
     const name = issue.path.map(String).join(".") || "(options)"
     const excess = issue.message === "Expected no excess property"
-    const value = excess ? absent : valueAt(input, issue.path)
+    const value = excess || secret(issue.path) ? absent : valueAt(input, issue.path)
     const message = excess ? "unknown option" : value === absent ? issue.message : `${issue.message}, got ${describe(value)}`
     const line = `${name}: ${message}`
     if (!seen.has(line)) {
@@ -92,6 +94,11 @@ export const decodeOptions = <S extends Schema.Top>(
 }
 
 const absent: unique symbol = Symbol("absent")
+
+const noSecrets = () => false
+
+/** True for a path inside an `env` option (at any depth): its values may be secrets. */
+export const underEnv = (path: ReadonlyArray<PropertyKey>): boolean => path.includes("env")
 
 /** The value at `path` in `input`, or `absent` when a key on the way is missing. */
 const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
@@ -167,11 +174,18 @@ const callOptionsChecker = (
   }
 }
 
-/** Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`. */
+const isString = (u: unknown): u is string => typeof u === "string"
+
+/** Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`, `account`, `prefer`. */
 export const checkAcquireOptions = callOptionsChecker(
   "acquire",
-  Schema.Struct({ signal: Schema.optional(AbortSignalSchema), timeoutMs: Schema.optional(Millis) }),
-  { signal: isAbortSignal, timeoutMs: isMillis }
+  Schema.Struct({
+    signal: Schema.optional(AbortSignalSchema),
+    timeoutMs: Schema.optional(Millis),
+    account: Schema.optional(Schema.String),
+    prefer: Schema.optional(Schema.String)
+  }),
+  { signal: isAbortSignal, timeoutMs: isMillis, account: isString, prefer: isString }
 )
 
 /** Checks the options of a Codex handle's `request`: `signal`, `timeoutMs`. */
@@ -181,11 +195,15 @@ export const checkRequestOptions = callOptionsChecker(
   { signal: isAbortSignal, timeoutMs: isMillis }
 )
 
-/** Checks the options of an Effect `getWith` / `use`: `timeout`. */
+/** Checks the options of an Effect `getWith` / `use`: `timeout`, `account`, `prefer`. */
 export const checkEffectAcquireOptions = callOptionsChecker(
   "acquire",
-  Schema.Struct({ timeout: Schema.optional(DurationInput) }),
-  { timeout: isDurationInput }
+  Schema.Struct({
+    timeout: Schema.optional(DurationInput),
+    account: Schema.optional(Schema.String),
+    prefer: Schema.optional(Schema.String)
+  }),
+  { timeout: isDurationInput, account: isString, prefer: isString }
 )
 
 /** Milliseconds of a validated duration; `Infinity` stays `Infinity`. */

@@ -5,18 +5,32 @@
  *
  * @internal
  */
-import { Context, type Duration, Effect, Schema } from "effect"
-import { PoolOptionsError } from "../errors.ts"
-import type { Options, Stats } from "../WorkerPool.ts"
-import type { PoolCore, Slot } from "./core.ts"
+import { Context, type Deferred, type Duration, Effect, Schema } from "effect"
+import { type AccountExistsError, PoolOptionsError, type UnknownAccountError } from "../errors.ts"
+import type { AccountStats, Options, Stats } from "../WorkerPool.ts"
+import { DEFAULT_ACCOUNT, type PoolCore, type Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
 import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./options.ts"
 
+const EffectSchema = Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
+  expected: "an Effect"
+})
+
+/** Schema of a cap on an account's workers: an integer >= 1, or `Infinity` (none). */
+export const WorkerCap = Schema.Number.check(
+  Schema.makeFilter((n: number) => n === Infinity || (Number.isInteger(n) && n >= 1) || "Expected an integer >= 1 or Infinity")
+)
+
+const AccountSchema = Schema.Struct({
+  acquire: EffectSchema,
+  maxWorkers: Schema.optional(WorkerCap)
+})
+
 const OptionsSchema = Schema.Struct({
-  acquire: Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
-    expected: "an Effect"
-  }),
+  acquire: EffectSchema,
   size: IntAtLeast(1),
+  maxWorkers: Schema.optional(WorkerCap),
+  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
   idleTimeout: Schema.optional(DurationInput),
   acquireTimeout: Schema.optional(DurationInput),
   maxQueue: Schema.optional(CountOrInfinity),
@@ -39,6 +53,36 @@ export interface Settings {
   readonly leaseTimeout: number
   readonly name: string
   readonly provider: string
+  /** The default account's cap (`Infinity`: only `size`). */
+  readonly maxWorkers: number
+}
+
+/**
+ * The problem with an account name, or `undefined` when it is fine: a
+ * non-empty string other than the default account's name.
+ */
+export const accountNameProblem = (name: unknown): string | undefined =>
+  typeof name !== "string" || name === ""
+    ? "an account name must be a non-empty string"
+    : name === DEFAULT_ACCOUNT
+    ? `"${DEFAULT_ACCOUNT}" is the default account's name (the top-level options configure it)`
+    : undefined
+
+/** Throws a `PoolOptionsError` when an account name (`accounts` key or `addAccount` argument) is not allowed. */
+export const checkAccountNames = (what: string, names: Iterable<string>, prefix: string): void => {
+  for (const name of names) {
+    const problem = accountNameProblem(name)
+    if (problem !== undefined) {
+      throw new PoolOptionsError({ message: `Invalid ${what} options: ${prefix}${JSON.stringify(name)}: ${problem}.` })
+    }
+  }
+}
+
+/** Validates an account added at run time (`addAccount`), throwing a `PoolOptionsError` naming the bad option. */
+export const validateAccount = (name: string, account: unknown): { readonly maxWorkers: number } => {
+  checkAccountNames("addAccount", [name], "name ")
+  const o = decodeOptions("addAccount", AccountSchema, account)
+  return { maxWorkers: o.maxWorkers ?? Infinity }
 }
 
 /** Validates options, throwing a `PoolOptionsError` naming the bad option. */
@@ -48,6 +92,13 @@ export const validate = (options: Options<any, any, any>): Settings => {
   if (minIdle > o.size) {
     throw new PoolOptionsError({ message: `Invalid WorkerPool options: minIdle: must be <= size (${o.size}), got ${minIdle}.` })
   }
+  const maxWorkers = o.maxWorkers ?? Infinity
+  if (minIdle > maxWorkers) {
+    throw new PoolOptionsError({
+      message: `Invalid WorkerPool options: minIdle: must be <= maxWorkers (${maxWorkers}), got ${minIdle}.`
+    })
+  }
+  if (o.accounts !== undefined) checkAccountNames("WorkerPool", Object.keys(o.accounts), "accounts.")
   const millis = (d: Duration.Input | undefined, fallback: number) => {
     const ms = d === undefined ? fallback : toMillis(d)
     return ms === Infinity ? 0 : ms
@@ -61,7 +112,8 @@ export const validate = (options: Options<any, any, any>): Settings => {
     shutdownTimeout: millis(o.shutdownTimeout, 30_000),
     leaseTimeout: millis(o.leaseTimeout, 0),
     name: o.name ?? "worker-pool",
-    provider: o.provider ?? "generic"
+    provider: o.provider ?? "generic",
+    maxWorkers
   }
 }
 
@@ -81,7 +133,33 @@ export interface Internals<W> {
   readonly logContext: Context.Context<never>
   /** Resolves when `slot` has been finalized. */
   readonly whenFinalized: (slot: Slot<W>) => Promise<void>
+  /**
+   * Adds an account whose workers `acquire` makes (run in the pool's context;
+   * validated by the caller), or returns `AccountExistsError`.
+   */
+  readonly addAccount: (
+    name: string,
+    acquire: Effect.Effect<W, unknown, any>,
+    maxWorkers: number
+  ) => AccountExistsError | undefined
+  /**
+   * Removes an account now (its waiters fail, its workers retire), returning
+   * a deferred done once every worker of it has been finalized; or
+   * `UnknownAccountError`. Throws `PoolOptionsError` for the default account.
+   */
+  readonly removeAccount: (name: string) => Deferred.Deferred<void> | UnknownAccountError
 }
+
+/** The counts of each account of a core, by name. */
+export const accountStatsOf = <W>(core: PoolCore<W>): Record<string, AccountStats> =>
+  Object.fromEntries(Array.from(core.accounts.values(), (account): [string, AccountStats] => [account.name, {
+    workers: account.leased + account.idle,
+    busy: account.leased,
+    idle: account.idle,
+    queued: account.queue.length,
+    creating: account.creating,
+    maxWorkers: Math.min(account.maxWorkers, core.settings.size)
+  }]))
 
 /** The counts of a core. */
 export const statsOf = <W>(core: PoolCore<W>): Stats => ({
@@ -95,6 +173,7 @@ export const statsOf = <W>(core: PoolCore<W>): Stats => ({
   created: core.totals.created,
   finalized: core.totals.finalized,
   createFailures: core.totals.createFailures,
-  closed: core.closed
+  closed: core.closed,
+  accounts: accountStatsOf(core)
 })
 
