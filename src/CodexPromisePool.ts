@@ -49,8 +49,8 @@ import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
+import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
+import { makeParts, type MakeWorker, validate, WorkerFactory } from "./internal/codexPool.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
@@ -142,7 +142,7 @@ export interface CodexWorkerHandle {
  * @since 0.1.0
  * @category models
  */
-export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHandle> {
+export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHandle, CodexWorkerPool.AccountOptions> {
   /** The counts now, with live processes and their resident memory. */
   stats(): CodexWorkerPool.Stats
 }
@@ -327,14 +327,31 @@ class LeaseHandle implements CodexWorkerHandle {
  *
  * @internal
  */
-export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> implements CodexPromiseWorkerPool {
-  readonly #workers: ReadonlySet<Worker>
+export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, CodexWorkerPool.AccountOptions>
+  implements CodexPromiseWorkerPool
+{
+  readonly #statsNow: (stats: WorkerPool.Stats) => CodexWorkerPool.Stats
   readonly #keys = new WeakMap<Worker, object>()
   /** The pool's logging, for what the handles run (requests, notifications, answers). */
   readonly logContext: Context.Context<never>
-  constructor(internals: Internals<Worker>, scope: Scope.Closeable, workers: ReadonlySet<Worker>) {
-    super(internals, scope)
-    this.#workers = workers
+  constructor(
+    internals: Internals<Worker>,
+    scope: Scope.Closeable,
+    parts: {
+      /** The pool's counts with the processes and resident memory of its workers. */
+      readonly statsNow: (stats: WorkerPool.Stats) => CodexWorkerPool.Stats
+      readonly addAccount: (name: string, account: CodexWorkerPool.AccountOptions) => AccountExistsError | undefined
+      readonly removeAccount: Internals<Worker>["removeAccount"]
+    }
+  ) {
+    super(internals, scope, {
+      add: (name, account) => {
+        const exists = parts.addAccount(name, account)
+        if (exists !== undefined) throw exists
+      },
+      remove: parts.removeAccount
+    })
+    this.#statsNow = parts.statsNow
     this.logContext = internals.logContext
   }
   override grant(slot: Slot<Worker>): CodexWorkerHandle {
@@ -356,7 +373,7 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> imp
     return key
   }
   override stats(): CodexWorkerPool.Stats {
-    return { ...super.stats(), ...processStats(this.#workers) }
+    return this.#statsNow(super.stats())
   }
 }
 
@@ -386,7 +403,7 @@ export const createCodexWorkerPool = (
       )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
-    return new CodexPromisePool(pool[CoreKey], scope, parts.workers)
+    return new CodexPromisePool(pool[CoreKey], scope, parts)
   } catch (error) {
     Effect.runFork(Scope.close(scope, Exit.void))
     throw error

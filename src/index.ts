@@ -30,9 +30,12 @@ export {
   type PoolLogger,
   type PoolStats,
   type PromiseWorkerPool,
+  type WorkerPoolAccountOptions,
   type WorkerPoolOptions
 } from "./PromisePool.ts"
 export {
+  AccountExistsError,
+  AccountRemovedError,
   AcquireTimeoutError,
   ChannelClosedError,
   JsonRpcError,
@@ -42,6 +45,7 @@ export {
   QueueFullError,
   RequestTimeoutError,
   ResponseDecodeError,
+  UnknownAccountError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
