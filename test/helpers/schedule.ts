@@ -148,7 +148,7 @@ export const allCategories: ReadonlyArray<Category> = ["fifo", "capacity", "sett
  * and not yet run, so that `settle` knows when every fiber has blocked, and
  * optionally to make fibers yield after `opsBeforeYield` operations.
  */
-const countingScheduler = (parent: Scheduler.Scheduler, opsBeforeYield: number | undefined) => {
+export const countingScheduler = (parent: Scheduler.Scheduler, opsBeforeYield: number | undefined) => {
   const counter = { pending: 0 }
   const scheduler: Scheduler.Scheduler = {
     executionMode: parent.executionMode,
@@ -355,8 +355,8 @@ const runScheduleWith = (
       return fiber === undefined ? undefined : byFiber.get(fiber)
     }
     const coreTake = core.take
-    core.take = function(this: typeof core) {
-      const slot = coreTake.call(this)
+    core.take = function(this: typeof core, ...args: Parameters<typeof coreTake>) {
+      const slot = coreTake.apply(this, args)
       const rec = currentRec()
       if (slot !== undefined) tookSinceCheck = true
       if (rec !== undefined && rec.core === "pending") {
@@ -366,7 +366,7 @@ const runScheduleWith = (
       return slot
     }
     const coreEnqueue = core.enqueue
-    core.enqueue = function(this: typeof core, waiter: Waiter<Resource>, timeout?: number) {
+    core.enqueue = function(this: typeof core, waiter: Waiter<Resource>, ...rest: Array<any>) {
       const rec = currentRec()
       if (rec !== undefined) {
         rec.core = "queued"
@@ -384,7 +384,7 @@ const runScheduleWith = (
           return fail.call(this, failure)
         }
       }
-      return timeout === undefined ? coreEnqueue.call(this, waiter) : coreEnqueue.call(this, waiter, timeout)
+      return coreEnqueue.call(this, waiter, ...rest)
     }
     /** The acquires neither served nor gone when the core shut down: each must fail with PoolShutdownError. */
     let unservedAtShutdown: ReadonlyArray<Rec> | undefined = undefined
