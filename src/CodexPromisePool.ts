@@ -14,6 +14,13 @@
  *   consumer streaming a turn with no request in flight notices a crash at once.
  * Releasing a crashed worker is allowed and does not return it to service.
  *
+ * Accounts (`accounts`, `addAccount`, `removeAccount`; see `CodexWorkerPool`):
+ * `acquire({ account })` / `use(fn, { account })` lease a worker started with
+ * that account's environment (its API key) and nobody else's;
+ * `acquire({ prefer: threadId })` leases the idle worker that last served
+ * that thread when there is one, which saves a `thread/resume` (and an
+ * ephemeral thread exists only there).
+ *
  * Handles are lease-scoped: every `acquire` and every `use` callback gets a
  * handle of its own, which stands for that one lease. Once the lease has
  * ended (`release`, `invalidate`, or `use` returning) the handle is dead:
