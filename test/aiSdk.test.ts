@@ -36,7 +36,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
-import { type CodexPoolLike, createCodexProvider } from "../src/ai-sdk.ts"
+import { type CodexPoolLike, createCodexProvider, type ThreadDefaults } from "../src/ai-sdk/index.ts"
 import { LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
 import { type ModelServer, startModelServer } from "./fixtures/modelServer.ts"
 import {
@@ -171,7 +171,7 @@ const setup = (
   })
   pools.push(pool)
   const observed = observe(pool)
-  const threadDefaults = { ephemeral, approvalPolicy: "never", sandbox: "read-only" }
+  const threadDefaults: ThreadDefaults = { ephemeral, approvalPolicy: "never", sandbox: "read-only" }
   return {
     pool,
     observed,
@@ -558,7 +558,7 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
       "the second call"
     )
     expect(second.text).toBe(echo(prompt("second")))
-    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
     // Codex sent the first exchange as history, and only the new message as the turn.
     const input = (modelRequest(prompt("second"))!.body as { input: Array<any> }).input
     const conversation = input
@@ -631,7 +631,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
       generateText({ model, messages: [question, ...first.response.messages, { role: "user", content: prompt("second") }] }),
       "the second call"
     )
-    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
     await shutdownAndCheck(pool)
   })
 
