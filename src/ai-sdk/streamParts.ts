@@ -341,7 +341,7 @@ export class StreamPartMapper {
         return this.#result(item.id, toolNames.commandExecution, commandInput(item), {
           status: item.status,
           exitCode: item.exitCode,
-          output: item.aggregatedOutput ?? tool?.output ?? null,
+          output: item.aggregatedOutput ?? (tool === undefined || tool.output === "" ? null : tool.output),
           durationMs: item.durationMs
         }, item.status !== "completed", parts)
       }
