@@ -73,6 +73,7 @@
  */
 import type { LanguageModelV3 } from "@ai-sdk/provider"
 import { Schema } from "effect"
+import { PoolOptionsError } from "../errors.ts"
 import { decodeOptions, Function, Millis } from "../internal/options.ts"
 import type { ServerRequestHandlers } from "./approvals.ts"
 import { CodexLanguageModel } from "./model.ts"
@@ -161,6 +162,11 @@ const ProviderOptionsSchema = Schema.Struct({
  * @category constructors
  */
 export const createCodexProvider = (options: CodexProviderOptions): CodexProvider => {
+  if (!isPool((options as { pool?: unknown } | undefined)?.pool)) {
+    throw new PoolOptionsError({
+      message: "Invalid createCodexProvider options: pool: Expected a pool from createCodexWorkerPool."
+    })
+  }
   decodeOptions("createCodexProvider", ProviderOptionsSchema, options)
   const callDefaults = parseCallOptions("createCodexProvider options: callDefaults", options.callDefaults)
   const settings = {
