@@ -36,10 +36,11 @@ const setup = (
   messages: ReadonlyArray<RecordedMessage>,
   options: ReplayOptions & Omit<Parameters<typeof createCodexProvider>[0], "pool"> = {}
 ) => {
-  const { crashAfter, pauseAt, ...providerOptions } = options
+  const { crashAfter, pauseAt, resumeFails, ...providerOptions } = options
   const pool = replayPool(messages, {
     ...(crashAfter === undefined ? {} : { crashAfter }),
-    ...(pauseAt === undefined ? {} : { pauseAt })
+    ...(pauseAt === undefined ? {} : { pauseAt }),
+    ...(resumeFails === undefined ? {} : { resumeFails })
   })
   const model = createCodexProvider({ pool, ...providerOptions })("mock-model")
   return { pool, model, log: pool.log }
@@ -287,6 +288,35 @@ describe("AI SDK model over replayed codex streams: settings", () => {
     expect(log.requests[0]).toMatchObject({ method: "thread/resume", params: { threadId } })
     expect(log.acquires[0]).toMatchObject({ prefer: threadId })
     expect(turnStart(log).input).toEqual([{ type: "text", text: "again", text_elements: [] }])
+  })
+
+  it("a named thread that cannot be resumed fails the call (its context would be lost) and releases once", async () => {
+    const { model, log } = setup(loadStream("reasoning"), { resumeFails: true })
+    await expect(generateText({ model, prompt: "again", providerOptions: { codex: { threadId: "gone" } } })).rejects
+      .toThrow(/no rollout found for thread id gone/)
+    expect(log.requests.map((r) => r.method)).toEqual(["thread/resume"])
+    await until(() => log.releases.length > 0, "the release", 2_000)
+    expect(log.releases).toEqual(["released"])
+  })
+
+  it("a thread from the prompt's metadata that cannot be resumed is replaced by a new thread given the whole conversation", async () => {
+    const { model, log } = setup(loadStream("reasoning"), { resumeFails: true })
+    await generateText({
+      model,
+      instructions: "Be brief.",
+      messages: [
+        { role: "user", content: "first" },
+        { role: "assistant", content: [{ type: "text", text: "answer", providerOptions: { codex: { threadId: "gone" } } }] },
+        { role: "user", content: "second" }
+      ]
+    })
+    expect(log.requests.map((r) => r.method)).toEqual(["thread/resume", "thread/start", "turn/start"])
+    expect(log.requests[1]!.params).toMatchObject({ developerInstructions: "Be brief." })
+    expect(turnStart(log).input).toEqual([{
+      type: "text",
+      text: "User: first\n\nAssistant: answer\n\nUser: second",
+      text_elements: []
+    }])
   })
 
   it("responseFormat json with a schema becomes the turn's outputSchema, and generateObject parses the answer", async () => {
