@@ -22,9 +22,10 @@
  * no live process carries its marker (zombies count as dead). afterEach shuts
  * down what a failed test left and SIGKILLs marked survivors by PID.
  *
- * Not covered: approvals (default "decline"). The mock model server only
- * streams text (no tool calls), so the real binary never asks for an approval
- * offline; there is no cheap way to provoke one here.
+ * Not covered here: what the model shows beyond text (reasoning, Codex's
+ * actions, approvals, images, structured output): see
+ * test/aiSdkRealFeatures.test.ts (real binary) and test/aiSdkTurn.test.ts
+ * (recorded streams).
  *
  * Limits: needs the native codex binary (@openai/codex-linux-x64) and Linux
  * /proc. Every wait is bounded and no assertion depends on timing. A slow turn
@@ -588,12 +589,12 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
 })
 
 // -----------------------------------------------------------------------------
-// Known failures (bugs in src, see the report); each names the expected behaviour
+// Regressions: each was a bug of the model once; the comment says what it was
 // -----------------------------------------------------------------------------
 
-describe("AI SDK over real codex: expected behaviour src does not have yet", () => {
-  // src/ai-sdk.ts Turn.#run: `if (signal.aborted) return this.#abort(...)` leaves the phase "starting" with no
-  // request in flight, so nothing ever releases the worker.
+describe("AI SDK over real codex: regressions", () => {
+  // Was: Turn.#run's `if (signal.aborted) return this.#abort(...)` left the phase "starting" with no
+  // request in flight, so nothing ever released the worker.
   it("an abort right as a queued call is handed the worker still releases the worker", {
     timeout: TEST_TIMEOUT_MS
   }, async () => {
@@ -616,7 +617,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
     await shutdownAndCheck(pool)
   })
 
-  // src/ai-sdk.ts doGenerate builds its text content without the text parts' providerMetadata (the thread id).
+  // Was: doGenerate built its text content without the text parts' providerMetadata (the thread id).
   it("thread continuation: passing back generateText's response.messages resumes the same thread", {
     timeout: TEST_TIMEOUT_MS
   }, async () => {
@@ -656,7 +657,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
     await shutdownAndCheck(pool)
   })
 
-  // src/ai-sdk.ts Turn.#run: the onClose listener ignores a close without an error (a close by the pool).
+  // Was: Turn.#run's onClose listener ignored a close without an error (a close by the pool).
   it("a stream whose busy worker is killed by shutdown ends with an error", { timeout: TEST_TIMEOUT_MS }, async () => {
     const { pool, model } = setup({ poolSize: 1, shutdownTimeoutMs: 500 })
     const slowText = prompt(`running at shutdown ${SLOW}`)
