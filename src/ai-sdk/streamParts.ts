@@ -17,8 +17,8 @@
  *   search, dynamic tool call, image view, plan update) become one
  *   `tool-call` and one final `tool-result`, both `providerExecuted: true` and
  *   `dynamic: true` (without both `streamText` throws "Model tried to call
- *   unavailable tool"). Inputs and results are listed in `README`; tool names
- *   are `codex_command_execution`, `codex_file_change`, `codex_web_search`,
+ *   unavailable tool"), with the inputs and results the README's AI SDK
+ *   section lists; tool names are `codex_command_execution`, `codex_file_change`, `codex_web_search`,
  *   `codex_view_image`, `codex_update_plan`, `mcp__SERVER__TOOL`, and the
  *   dynamic tool's own name;
  * - results of actions that did not complete (`failed`, `declined`, a failed
