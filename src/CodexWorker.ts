@@ -9,10 +9,19 @@
  *   `initialized`; a spawn that fails, exits before answering, or does not
  *   answer within `spawnTimeoutMs` fails with `WorkerSpawnError` naming the
  *   command and the cause, and leaves no process behind;
- * - when the process exits or its stdout breaks, every pending request fails
- *   at once with `WorkerCrashedError` (exit code or signal and the last stderr
- *   lines), later requests fail at once, `closed` resolves, and the
- *   descendants it leaves behind are killed;
+ * - when the process exits, every pending request fails at once with one
+ *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
+ *   each cut at 2 KiB),
+ *   whichever pipe noticed first (stdout ending, or a write to stdin failing);
+ *   later requests fail at once, `closed` resolves, and the descendants it
+ *   leaves behind are killed;
+ * - when a pipe breaks while the process still runs (it closed its stdin, its
+ *   stdout ended or could not be read; told apart from a crash by waiting up
+ *   to 1 s for the exit), the worker ends the same way with
+ *   `WorkerStdioError`, and its whole tree is killed;
+ * - when the server breaks the protocol (a malformed response to a pending
+ *   request, a stdout line longer than `maxLineBytes`), the worker ends the
+ *   same way with `ProtocolError`, and its whole tree is killed;
  * - when the worker's scope closes (idle retirement, invalidate, lease
  *   timeout, shutdown) the whole tree is killed: SIGTERM to codex's process
  *   group and to every descendant recorded in other groups or sessions (MCP
@@ -23,7 +32,10 @@
  * - while the worker lives its tree is registered with the host-exit hooks:
  *   if the host exits without shutting down, the tree is SIGKILLed.
  *
- * Limits: a descendant started and re-parented between two scans is not
+ * Limits: a line written just before codex closes its stdin can be lost
+ * without an error (the pipe accepted it): the break shows at the next write,
+ * so a request in flight at that moment waits for its timeout or the lease
+ * timeout. A descendant started and re-parented between two scans is not
  * recorded (codex's own process group still catches it when it stays in that
  * group). When the host process is SIGKILLed nothing of ours runs: codex exits
  * on stdin EOF, its descendants in other groups may not (see the watchdog
@@ -31,9 +43,12 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
@@ -42,9 +57,11 @@ import {
   ChannelClosedError,
   type JsonRpcError,
   type LeaseTimeoutError,
+  ProtocolError,
   type RequestTimeoutError,
   WorkerCrashedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  WorkerStdioError
 } from "./errors.ts"
 import * as AppServerProcess from "./internal/appServerProcess.ts"
 import { defaultCodexCommand } from "./internal/codexBinary.ts"
@@ -84,6 +101,11 @@ export interface ProcessOptions {
   readonly killGraceMs?: number | undefined
   /** How often the worker's descendants are looked up in `/proc`. Default 1000 ms. */
   readonly processScanIntervalMs?: number | undefined
+  /**
+   * Longest line codex may write to stdout, in bytes. A longer line ends the
+   * worker with `ProtocolError`. Default 67108864 (64 MiB).
+   */
+  readonly maxLineBytes?: number | undefined
   /** `clientInfo` sent with `initialize`. Default `{ name: "codex-worker-pool", version }`. */
   readonly clientInfo?: { readonly name: string; readonly version: string; readonly title?: string | undefined } | undefined
   /** `capabilities` sent with `initialize`. Default `null`. */
@@ -101,8 +123,11 @@ export interface CloseInfo {
   readonly code: number | null
   /** The signal that ended it, for a crash; null when the pool closed the worker. */
   readonly signal: string | null
-  /** Why the channel closed: a crash, a lease timeout, or a normal finalization. */
-  readonly error: WorkerCrashedError | LeaseTimeoutError | ChannelClosedError
+  /**
+   * Why the channel closed: a crash, a pipe broken while the process ran, a
+   * protocol error, a lease timeout, or a normal finalization (`ChannelClosedError`).
+   */
+  readonly error: WorkerCrashedError | WorkerStdioError | ProtocolError | LeaseTimeoutError | ChannelClosedError
 }
 
 /**
@@ -116,6 +141,8 @@ export type RequestError =
   | RequestTimeoutError
   | ChannelClosedError
   | WorkerCrashedError
+  | WorkerStdioError
+  | ProtocolError
   | LeaseTimeoutError
 
 /**
@@ -164,6 +191,13 @@ export interface CodexWorker {
 
 const VERSION = "0.1.0"
 
+const liveClock = Clock.Clock.defaultValue()
+
+// What went wrong, briefly: a PlatformError's message names the call and the
+// whole command line; its cause says what happened ("write EPIPE").
+const describe = (error: unknown): string =>
+  error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)
+
 /**
  * Spawns and initializes a worker in the current scope; closing the scope
  * kills its whole process tree.
@@ -197,6 +231,7 @@ export const make = (
       args: options.args ?? ["app-server"],
       env,
       cwd: options.cwd,
+      maxLineBytes: options.maxLineBytes,
       // Our own tree kill runs first (finalizer below); Effect's group sweep
       // after it only has leftovers to deal with.
       forceKillAfter: "100 millis"
@@ -216,20 +251,34 @@ export const make = (
       return Effect.promise(() => killing!)
     })
 
-    const crashError = Effect.gen(function*() {
-      const status = yield* Effect.timeoutOption(proc.exit, "1 second")
-      yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
-      return new WorkerCrashedError({
-        pid: proc.pid,
-        code: Option.match(status, { onNone: () => null, onSome: (s) => s.code }),
-        signal: Option.match(status, { onNone: () => null, onSome: (s) => s.signal }),
-        stderrTail: yield* proc.stderrTail
-      })
-    })
-    const channel = yield* JsonRpc.make<WorkerCrashedError | LeaseTimeoutError>({
+    // A pipe broke (`stream`, `detail` says how): a crash if the process has
+    // exited or exits within 1 s, else the process still runs but cannot be
+    // talked to. Waits run on the live clock: real processes need real time
+    // even under a TestClock.
+    const transportError = (stream: "stdin" | "stdout", detail: string) =>
+      Effect.gen(function*() {
+        const status = yield* Effect.timeoutOption(proc.exit, "1 second")
+        if (Option.isNone(status)) return new WorkerStdioError({ pid: proc.pid, stream, detail })
+        yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
+        return new WorkerCrashedError({
+          pid: proc.pid,
+          code: status.value.code,
+          signal: status.value.signal,
+          stderrTail: yield* proc.stderrTail
+        })
+      }).pipe(Effect.provideService(Clock.Clock, liveClock))
+    const channel = yield* JsonRpc.make<WorkerCrashedError | WorkerStdioError | LeaseTimeoutError>({
       input: proc.stdoutLines,
       write: proc.write,
-      onInputEnd: () => crashError
+      writeFailed: proc.stdinFailed,
+      onInputEnd: (exit) => {
+        if (Exit.isSuccess(exit)) return transportError("stdout", "its stdout ended")
+        const error = Cause.findErrorOption(exit.cause)
+        return Option.isSome(error) && error.value instanceof ProtocolError
+          ? Effect.succeed(error.value)
+          : transportError("stdout", `reading its stdout failed: ${describe(Cause.squash(exit.cause))}`)
+      },
+      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`)
     })
 
     // Runs first on scope close: stop the channel, then kill the whole tree.

@@ -35,9 +35,11 @@ export {
   LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
+  ProtocolError,
   QueueFullError,
   RequestTimeoutError,
   WorkerCrashedError,
   WorkerNotLeasedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  WorkerStdioError
 } from "./errors.ts"
