@@ -13,16 +13,12 @@
  * OpenAI service with OPENAI_API_KEY instead of the local model server),
  * --model NAME (with --openai), --help.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { streamText } from "ai"
 import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/index.ts"
 import { createCodexProvider } from "../src/ai-sdk.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
-import { startModelServer } from "../test/fixtures/modelServer.ts"
-import { codexArgs, codexBinaryPath } from "../test/helpers/codex.ts"
+import { codexProcessOptions, makeCodexHome, startModelServer } from "../src/testing/index.ts"
 
 const { values: flags } = parseArgs({
   options: {
@@ -86,13 +82,11 @@ interface Row {
 
 const main = async () => {
   const server = flags.openai ? undefined : await startModelServer({ deltas: 8, slowDelayMs: 40, mode: "slow" })
-  const codexHome = mkdtempSync(path.join(os.tmpdir(), "codex-worker-pool-demo-"))
+  const codexHome = makeCodexHome("codex-worker-pool-demo-")
   const pool = createCodexWorkerPool({
     poolSize,
-    codexHome,
-    command: codexBinaryPath(),
-    args: server === undefined ? ["app-server"] : codexArgs({ baseUrl: server.url }),
-    env: server === undefined ? {} : { MOCK_API_KEY: "demo" },
+    codexHome: codexHome.path,
+    ...(server === undefined ? {} : codexProcessOptions({ baseUrl: server.url, apiKey: "demo" })),
     name: "demo"
   })
   const model = server === undefined ? flags.model : "mock-model"
@@ -162,7 +156,7 @@ const main = async () => {
   const stats = pool.stats()
   await pool.shutdown()
   await server?.close()
-  rmSync(codexHome, { recursive: true, force: true })
+  codexHome.cleanup()
 
   // Summary
   const ordered = [...rows].sort((a, b) => a.id - b.id)

@@ -8,13 +8,21 @@
  *   `initializeResult` (the server refuses a second one), followed by
  *   `initialized`; a spawn that fails, exits before answering, or does not
  *   answer within `spawnTimeoutMs` fails with `WorkerSpawnError` naming the
- *   command and the cause, and leaves no process behind;
+ *   command, the failed step (`reason`) and the last stderr lines;
+ * - `codexHome`, when given, is created (with its parents, mode 0700) if it
+ *   does not exist, since codex exits at start without it; a relative one is
+ *   taken relative to `cwd`. One that cannot be created fails the spawn with
+ *   `WorkerSpawnError` (reason `"CodexHome"`) naming it, before any process;
+ * - the tree is tracked from the moment the process exists: scanned at spawn,
+ *   every 10 ms until `initialize` is answered (a codex that dies during the
+ *   handshake re-parents its children at once), then every
+ *   `processScanIntervalMs`. It is killed on every failed spawn (exit,
+ *   timeout, interruption) exactly as on every other end of a worker;
  * - when the process exits, every pending request fails at once with one
  *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
- *   each cut at 2 KiB),
- *   whichever pipe noticed first (stdout ending, or a write to stdin failing);
- *   later requests fail at once, `closed` resolves, and the descendants it
- *   leaves behind are killed;
+ *   each cut at 2 KiB), whichever pipe noticed first (stdout ending, or a
+ *   write to stdin failing); later requests fail at once, `closed` resolves,
+ *   and the descendants it leaves behind are killed;
  * - when a pipe breaks while the process still runs (it closed its stdin, its
  *   stdout ended or could not be read; told apart from a crash by waiting up
  *   to 1 s for the exit), the worker ends the same way with
@@ -27,38 +35,51 @@
  *   group and to every descendant recorded in other groups or sessions (MCP
  *   servers, sandboxes), `killGraceMs` of grace, then SIGKILL; bounded by
  *   `killGraceMs` + about 1 s. Descendants are found by walking `/proc` while
- *   the worker lives (every `processScanIntervalMs` and before each kill),
- *   each recorded with its start time so that a reused PID is never signalled;
+ *   the worker lives (see above, and before each kill), each recorded with its
+ *   start time so that a reused PID is never signalled;
  * - while the worker lives its tree is registered with the host-exit hooks:
  *   if the host exits without shutting down, the tree is SIGKILLed.
  *
  * Limits: a line written just before codex closes its stdin can be lost
  * without an error (the pipe accepted it): the break shows at the next write,
  * so a request in flight at that moment waits for its timeout or the lease
- * timeout. A descendant started and re-parented between two scans is not
- * recorded (codex's own process group still catches it when it stays in that
- * group). When the host process is SIGKILLed nothing of ours runs: codex exits
- * on stdin EOF, its descendants in other groups may not (see the watchdog
- * option of the pool). Linux only for descendant tracking (`/proc`).
+ * timeout. A descendant started and re-parented (its parent died) between two
+ * scans is not recorded, unless it stayed in codex's process group. During
+ * the handshake that window is one scan interval, 10 ms. Measured on a 2-core
+ * Linux machine with a launcher that starts a child in a new session and exits
+ * D ms later: 50% of the children escaped at D = 0, 15% at 5 ms, none from
+ * 8 ms on. A scan of a 20-thread codex takes about 0.15 ms, so the fast scans
+ * cost about 1.5% of a core during the ~125 ms handshake of codex 0.169.
+ * After the handshake the window is `processScanIntervalMs`. A blocked event
+ * loop delays scans and widens the window. When the host process is SIGKILLed
+ * nothing of ours runs: codex exits on stdin EOF, its descendants in other
+ * groups may not (see the watchdog option of the pool). Linux only for
+ * descendant tracking (`/proc`).
  *
  * @since 0.1.0
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type * as CodexProtocol from "./CodexProtocol.ts"
 import {
   ChannelClosedError,
   type JsonRpcError,
   type LeaseTimeoutError,
   ProtocolError,
   type RequestTimeoutError,
+  ResponseDecodeError,
   WorkerCrashedError,
   WorkerSpawnError,
   WorkerStdioError
@@ -93,13 +114,21 @@ export interface ProcessOptions {
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
   /** Working directory of the process. */
   readonly cwd?: string | undefined
-  /** Sets `CODEX_HOME`: the directory codex keeps its config, sessions and logs in. */
+  /**
+   * Sets `CODEX_HOME`: the directory codex keeps its config, sessions and logs
+   * in. Created (with its parents, mode 0700) when missing; a relative path is
+   * taken relative to `cwd`.
+   */
   readonly codexHome?: string | undefined
   /** Longest time from spawn to the answer to `initialize`. Default 30000 ms. */
   readonly spawnTimeoutMs?: number | undefined
   /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000 ms. */
   readonly killGraceMs?: number | undefined
-  /** How often the worker's descendants are looked up in `/proc`. Default 1000 ms. */
+  /**
+   * How often the worker's descendants are looked up in `/proc`. Default 1000 ms.
+   * From spawn until `initialize` is answered they are looked up every 10 ms
+   * (or this interval, when shorter).
+   */
   readonly processScanIntervalMs?: number | undefined
   /**
    * Longest line codex may write to stdout, in bytes. A longer line ends the
@@ -146,6 +175,17 @@ export type RequestError =
   | LeaseTimeoutError
 
 /**
+ * Options of one request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions {
+  /** Fail with `RequestTimeoutError` if no response arrives in time. No limit by default. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
  * A running, initialized codex app-server.
  *
  * @since 0.1.0
@@ -155,13 +195,35 @@ export interface CodexWorker {
   /** The codex process id. */
   readonly pid: number
   /** The server's answer to `initialize` (sent once per process). */
-  readonly initializeResult: unknown
+  readonly initializeResult: CodexProtocol.InitializeResponse
   /** Sends a request and waits for its result. Interrupting the fiber abandons it. */
   readonly request: (
     method: string,
     params?: unknown,
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<unknown, RequestError>
+  /**
+   * Sends a request of the pinned app-server protocol, typed: `params` must
+   * have the method's params type (optional when it takes none) and the
+   * result has its result type, e.g. `v2.ThreadStartResponse` for
+   * `"thread/start"` (see `CodexProtocol`). Static types only: the result is
+   * not checked at runtime (use `requestSchema` for that).
+   */
+  readonly call: <M extends CodexProtocol.ClientRequestMethod>(
+    method: M,
+    ...args: CodexProtocol.RequestArgs<M, RequestOptions>
+  ) => Effect.Effect<CodexProtocol.RequestResult<M>, RequestError>
+  /**
+   * Sends a request and decodes its result with `schema`; a result that does
+   * not match fails with `ResponseDecodeError` (method and issue). `params`
+   * is typed when `method` is one of the pinned protocol's.
+   */
+  readonly requestSchema: <A, M extends string>(
+    method: M,
+    params: M extends CodexProtocol.ClientRequestMethod ? CodexProtocol.RequestParams<M> : unknown,
+    schema: Schema.Decoder<A>,
+    options?: RequestOptions | undefined
+  ) => Effect.Effect<A, RequestError | ResponseDecodeError>
   /** Sends a notification. */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, RequestError>
   /** Answers a server request (approvals, tool calls) with a result. */
@@ -198,6 +260,37 @@ const liveClock = Clock.Clock.defaultValue()
 const describe = (error: unknown): string =>
   error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)
 
+/** How often a worker's tree is scanned from spawn until `initialize` is answered. */
+const HANDSHAKE_SCAN_MS = 10
+
+/**
+ * Makes sure `dir` is a directory, creating it (and its parents, mode 0700)
+ * when it does not exist: codex exits at start when `CODEX_HOME` is missing.
+ * Plain `node:fs`: Effect's `FileSystem` would add a requirement to `make`.
+ */
+const ensureCodexHome = (command: string, dir: string): Effect.Effect<void, WorkerSpawnError> =>
+  Effect.flatMap(
+    Effect.promise(async (): Promise<string | undefined> => {
+      try {
+        const stat = await fs.promises.stat(dir)
+        return stat.isDirectory() ? undefined : `codexHome "${dir}" is not a directory`
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code !== "ENOENT" && code !== "ENOTDIR") {
+          return `codexHome "${dir}" is not accessible (${(error as Error).message})`
+        }
+      }
+      try {
+        await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 })
+        return undefined
+      } catch (error) {
+        return `codexHome "${dir}" does not exist and could not be created (${(error as Error).message})`
+      }
+    }),
+    (problem) =>
+      problem === undefined ? Effect.void : Effect.fail(new WorkerSpawnError({ command, reason: "CodexHome", cause: problem }))
+  )
+
 /**
  * Spawns and initializes a worker in the current scope; closing the scope
  * kills its whole process tree.
@@ -206,7 +299,7 @@ const describe = (error: unknown): string =>
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const worker = yield* CodexWorker.make({ codexHome: "/tmp/codex-home" })
- *   const { thread } = (yield* worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+ *   const { thread } = yield* worker.call("thread/start", { ephemeral: true })
  *   return thread.id
  * })).pipe(Effect.provide(CodexWorker.layerNode))
  * ```
@@ -223,33 +316,61 @@ export const make = (
     const command = options.command ?? defaultCodexCommand()
     const spawnTimeoutMs = options.spawnTimeoutMs ?? 30_000
     const graceMs = options.killGraceMs ?? 2_000
-    const env = options.codexHome === undefined ? options.env : { ...options.env, CODEX_HOME: options.codexHome }
-    const spawnError = (cause: unknown) => new WorkerSpawnError({ command, cause })
+    const scanIntervalMs = options.processScanIntervalMs ?? 1_000
+    // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
+    const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
+    if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
+    const env = codexHome === undefined ? options.env : { ...options.env, CODEX_HOME: codexHome }
 
-    const proc = yield* AppServerProcess.spawn({
-      command,
-      args: options.args ?? ["app-server"],
-      env,
-      cwd: options.cwd,
-      maxLineBytes: options.maxLineBytes,
-      // Our own tree kill runs first (finalizer below); Effect's group sweep
-      // after it only has leftovers to deal with.
-      forceKillAfter: "100 millis"
-    })
-    const tree = ProcessTree.ProcessTree.fromPid(proc.pid)
-    const unregisterExitHook = ExitHooks.register(tree)
-    const untrack = watchdog?.track(tree)
-    const unregister = () => {
-      unregisterExitHook()
-      untrack?.()
+    /** Tracks a freshly spawned process: its tree, the exit hooks, the watchdog, and the memoized kill. */
+    const track = (proc: AppServerProcess.AppServerProcess) => {
+      const tree = ProcessTree.ProcessTree.fromPid(proc.pid)
+      tree.refresh()
+      const unregisterExitHook = ExitHooks.register(tree)
+      const untrack = watchdog?.track(tree)
+      let killing: Promise<void> | undefined
+      // Memoized: a crash and the finalizers may all ask for the kill. It runs
+      // on the live clock: real processes need real time even under a TestClock.
+      const killTree = Effect.suspend(() => {
+        if (killing === undefined) killing = Effect.runPromise(ProcessTree.kill(tree, { graceMs }).pipe(Effect.asVoid))
+        return Effect.promise(() => killing!)
+      })
+      const killAndReap = killTree.pipe(
+        Effect.andThen(Effect.timeoutOption(proc.exit, "1 second")),
+        Effect.ensuring(Effect.sync(() => {
+          unregisterExitHook()
+          untrack?.()
+        }))
+      )
+      return { proc, tree, killTree, killAndReap }
     }
-    let killing: Promise<void> | undefined
-    // Memoized: a crash and the finalizer may both ask for the kill. It runs on
-    // the live clock: real processes need real time even under a TestClock.
-    const killTree = Effect.suspend(() => {
-      if (killing === undefined) killing = Effect.runPromise(ProcessTree.kill(tree, { graceMs }).pipe(Effect.asVoid))
-      return Effect.promise(() => killing!)
-    })
+    // Spawn and tracking in one uninterruptible step, and the kill registered
+    // with it: every failed spawn kills the tree, like every other end of a
+    // worker. This release runs last on scope close, before Effect's own.
+    const { killAndReap, killTree, proc, tree } = yield* Effect.acquireRelease(
+      Effect.map(
+        AppServerProcess.spawn({
+          command,
+          args: options.args ?? ["app-server"],
+          env,
+          cwd: options.cwd,
+          maxLineBytes: options.maxLineBytes,
+          // Our own tree kill runs first; Effect's group sweep after it only
+          // has leftovers to deal with.
+          forceKillAfter: "100 millis"
+        }),
+        track
+      ),
+      (tracked) => tracked.killAndReap
+    )
+    // Until `initialize` is answered, scan often: a descendant must be seen
+    // before it can be re-parented, and a codex that dies during the handshake
+    // re-parents all of its children at once. On the live clock too.
+    const handshakeScan = yield* Effect.forkScoped(Effect.provideService(
+      ProcessTree.refreshEvery(tree, Math.min(HANDSHAKE_SCAN_MS, scanIntervalMs)),
+      Clock.Clock,
+      Clock.Clock.defaultValue()
+    ))
 
     // A pipe broke (`stream`, `detail` says how): a crash if the process has
     // exited or exits within 1 s, else the process still runs but cannot be
@@ -285,11 +406,7 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       channel.shutdown(
         new ChannelClosedError({ reason: "the worker was finalized (idle retirement, invalidate or shutdown)" })
-      ).pipe(
-        Effect.andThen(killTree),
-        Effect.andThen(Effect.timeoutOption(proc.exit, "1 second")),
-        Effect.ensuring(Effect.sync(unregister))
-      )
+      ).pipe(Effect.andThen(killAndReap))
     )
 
     let closeInfo: CloseInfo | undefined
@@ -314,25 +431,48 @@ export const make = (
     })
     // Whatever ended the channel, nothing of this worker may outlive it.
     yield* Effect.forkScoped(Effect.andThen(channel.closed, killTree))
-    yield* Effect.forkScoped(ProcessTree.refreshEvery(tree, options.processScanIntervalMs ?? 1_000))
+    yield* Effect.forkScoped(ProcessTree.refreshEvery(tree, scanIntervalMs))
 
+    const handshakeFailed = (error: RequestError | WorkerSpawnError) =>
+      error._tag === "WorkerSpawnError"
+        ? Effect.fail(error)
+        : error._tag === "WorkerCrashedError"
+        ? Effect.fail(new WorkerSpawnError({ command, reason: "ExitedEarly", cause: error }))
+        : Effect.flatMap(proc.stderrTail, (stderrTail) =>
+          Effect.fail(
+            new WorkerSpawnError({ command, reason: "InitializeFailed", pid: proc.pid, stderrTail, cause: error })
+          ))
     const initializeResult = yield* channel.request("initialize", {
       clientInfo: options.clientInfo ?? { name: "codex-worker-pool", version: VERSION },
       capabilities: options.capabilities ?? null
     }).pipe(
       Effect.timeoutOrElse({
         duration: Duration.millis(spawnTimeoutMs),
-        orElse: () => Effect.fail(spawnError(`no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`))
+        orElse: () =>
+          Effect.flatMap(proc.stderrTail, (stderrTail) =>
+            Effect.fail(
+              new WorkerSpawnError({
+                command,
+                reason: "Timeout",
+                pid: proc.pid,
+                stderrTail,
+                cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
+              })
+            ))
       }),
       Effect.tap(() => channel.notify("initialized")),
-      Effect.mapError((error) => error._tag === "WorkerSpawnError" ? error : spawnError(error))
+      Effect.catch(handshakeFailed)
     )
+    yield* Fiber.interrupt(handshakeScan)
     tree.refresh()
 
     const worker: CodexWorker = {
       pid: proc.pid,
-      initializeResult,
+      initializeResult: initializeResult as CodexProtocol.InitializeResponse,
       request: (method, params, requestOptions) => channel.request(method, params, requestOptions),
+      call: channel.request as CodexWorker["call"],
+      requestSchema: (method, params, schema, requestOptions) =>
+        Effect.flatMap(channel.request(method, params, requestOptions), decodeResult(method, schema)),
       notify: channel.notify,
       respond: channel.respond,
       respondError: channel.respondError,
@@ -354,6 +494,14 @@ export const make = (
     }
     return worker
   })
+
+/** Decodes a request's result with `schema`, failing with `ResponseDecodeError` naming the method. */
+const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {
+  // Every issue, not only the first: the message is for a person finding a version mismatch.
+  const decode = Schema.decodeUnknownEffect(schema, { errors: "all" })
+  return (result: unknown): Effect.Effect<A, ResponseDecodeError> =>
+    Effect.mapError(decode(result), (error) => new ResponseDecodeError({ method, issue: error.message, result }))
+}
 
 /**
  * The Node implementation of the process spawner a worker needs.

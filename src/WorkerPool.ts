@@ -263,7 +263,7 @@ export const make = <W, E = never, R = never>(
       context as Context.Context<never>,
       { pool: settings.name, provider: settings.provider },
       [
-        { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queue.length },
+        { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queued },
         { name: MetricNames.busy, description: "Workers leased out", get: () => core.leased },
         { name: MetricNames.idle, description: "Workers waiting for a lease", get: () => core.idle },
         { name: MetricNames.creating, description: "Workers being created", get: () => core.creating }

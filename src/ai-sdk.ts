@@ -56,6 +56,7 @@ import type {
   SharedV3Warning
 } from "@ai-sdk/provider"
 import type { CodexWorkerHandle } from "./CodexPromisePool.ts"
+import type * as CodexProtocol from "./CodexProtocol.ts"
 import type { IncomingMessage } from "./CodexWorker.ts"
 import { JsonRpcError, PoolOptionsError } from "./errors.ts"
 
@@ -140,8 +141,8 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
 
 interface Settings {
   readonly pool: CodexPoolLike
-  /** Threads each worker has loaded: those are continued without `thread/resume`. */
-  readonly loadedThreads: WeakMap<CodexWorkerHandle, Set<string>>
+  /** Threads each worker has loaded (by `workerKey`: a handle is per lease): continued without `thread/resume`. */
+  readonly loadedThreads: WeakMap<object, Set<string>>
   readonly threadDefaults: Readonly<Record<string, unknown>>
   readonly interruptTimeoutMs: number
   readonly approvals: NonNullable<CodexProviderOptions["approvals"]>
@@ -398,7 +399,7 @@ class Turn {
         model: modelId,
         input: [{ type: "text", text, text_elements: [] }]
       })
-      this.#turnId ??= (started as { turn: { id: string } }).turn.id
+      this.#turnId ??= started.turn.id
       if (this.#phase !== "starting") return // the turn already ended
       this.#phase = "running"
       if (this.#aborting) this.#interrupt()
@@ -409,8 +410,9 @@ class Turn {
 
   #loadedThreads(): Set<string> {
     const all = this.#settings.loadedThreads
-    let loaded = all.get(this.#worker)
-    if (loaded === undefined) all.set(this.#worker, loaded = new Set())
+    const key = this.#worker.workerKey
+    let loaded = all.get(key)
+    if (loaded === undefined) all.set(key, loaded = new Set())
     return loaded
   }
 
@@ -429,7 +431,7 @@ class Turn {
     if (loaded.has(resumeId)) return resumeId
     try {
       const resumed = await this.#worker.request("thread/resume", { ...this.#settings.threadDefaults, threadId: resumeId })
-      return (resumed as { thread: { id: string } }).thread.id
+      return resumed.thread.id
     } catch (error) {
       if (error instanceof JsonRpcError) return undefined
       throw error
@@ -442,48 +444,51 @@ class Turn {
       ...(system === "" ? {} : { developerInstructions: system }),
       ...this.#settings.threadDefaults
     })
-    return (started as { thread: { id: string } }).thread.id
+    return started.thread.id
   }
 
-  #onMessage(message: IncomingMessage): void {
+  #onMessage(incoming: IncomingMessage): void {
     if (this.#phase === "done") return
-    const params = (message.params ?? {}) as Record<string, any>
-    if (message._tag === "Request") {
-      void this.#answer(message.id, message.method, params)
+    if (incoming._tag === "Request") {
+      void this.#answer(incoming.id, incoming.method, incoming.params ?? {})
       return
     }
+    // Typed by the pinned protocol, not checked: fields are still read defensively.
+    const message = incoming as CodexProtocol.ServerNotificationMessage
     // A worker serves one call at a time: everything on our thread is ours.
-    if (this.#threadId !== undefined && params["threadId"] !== undefined && params["threadId"] !== this.#threadId) {
-      return
-    }
+    const threadId = (message.params as { readonly threadId?: unknown } | null | undefined)?.threadId
+    if (this.#threadId !== undefined && threadId !== undefined && threadId !== this.#threadId) return
     switch (message.method) {
       case "turn/started":
-        this.#turnId ??= params["turn"]?.id
+        this.#turnId ??= message.params?.turn?.id
         break
       case "item/agentMessage/delta": {
-        const id = String(params["itemId"])
+        const id = String(message.params?.itemId)
         if (!this.#openText.has(id)) {
           this.#openText.add(id)
           this.#enqueue({ type: "text-start", id, providerMetadata: this.#providerMetadata })
         }
-        this.#enqueue({ type: "text-delta", id, delta: String(params["delta"]), providerMetadata: this.#providerMetadata })
+        const delta = String(message.params?.delta)
+        this.#enqueue({ type: "text-delta", id, delta, providerMetadata: this.#providerMetadata })
         break
       }
       case "item/completed": {
-        const id = String(params["item"]?.id)
-        if (params["item"]?.type === "agentMessage" && this.#openText.delete(id)) {
-          this.#enqueue({ type: "text-end", id, providerMetadata: this.#providerMetadata })
+        const item = message.params?.item
+        if (item?.type === "agentMessage" && this.#openText.delete(String(item.id))) {
+          this.#enqueue({ type: "text-end", id: String(item.id), providerMetadata: this.#providerMetadata })
         }
         break
       }
-      case "thread/tokenUsage/updated":
-        if (params["tokenUsage"]?.last !== undefined) this.#usage = toUsage(params["tokenUsage"].last)
+      case "thread/tokenUsage/updated": {
+        const last = message.params?.tokenUsage?.last
+        if (last !== undefined) this.#usage = toUsage(last)
         break
+      }
       case "error":
-        this.#errorMessage = params["error"]?.message ?? "Codex reported an error"
+        this.#errorMessage = message.params?.error?.message ?? "Codex reported an error"
         break
       case "turn/completed":
-        this.#completed(params["turn"] ?? {})
+        this.#completed(message.params?.turn ?? {})
         break
     }
   }
@@ -497,7 +502,7 @@ class Turn {
         await worker.respond(id, {
           contentItems: [{ type: "inputText", text: "This tool is not available through the AI SDK provider." }],
           success: false
-        })
+        } satisfies CodexProtocol.ServerRequestResult<"item/tool/call">)
       } else {
         await worker.respondError(id, { code: -32601, message: `The client does not handle ${method}.` })
       }
@@ -561,7 +566,8 @@ class Turn {
         resolve(true)
       }
     })
-    this.#worker.request("turn/interrupt", { threadId: this.#threadId, turnId: this.#turnId }).catch(() => {
+    // Running: #run has set both ids.
+    this.#worker.request("turn/interrupt", { threadId: this.#threadId!, turnId: this.#turnId! }).catch(() => {
       // No active turn (it just ended) or the worker died: either way it is over.
       this.#interrupted?.()
     })

@@ -70,22 +70,30 @@ export class QueueFullError extends Data.TaggedError("QueueFullError")<{
 }
 
 /**
- * `release` (or `invalidate`) was given a worker that this pool has not leased
- * out at the moment: released twice, or never acquired from this pool. The
- * pool is left unchanged.
+ * A lease that has ended was used: `release` (or `invalidate`) was given a
+ * worker this pool has not leased out at the moment (released twice, or never
+ * acquired from this pool), or a Codex worker handle whose lease has ended
+ * (released, invalidated, or the end of its `use`) was asked to `request`,
+ * `notify`, `respond` or `respondError`. Nothing was changed and nothing was
+ * sent: the worker may already serve another caller.
  *
  * @since 0.1.0
  * @category errors
  */
 export class WorkerNotLeasedError extends Data.TaggedError("WorkerNotLeasedError")<{
   readonly message: string
-  readonly operation: "release" | "invalidate"
+  readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
 }> {
-  constructor(props: { readonly operation: "release" | "invalidate" }) {
+  constructor(props: {
+    readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
+  }) {
     super({
       ...props,
-      message: `${props.operation}() was given a worker that is not currently leased from this pool ` +
-        `(already released, invalidated, or never acquired from it). Nothing was changed.`
+      message: props.operation === "release" || props.operation === "invalidate"
+        ? `${props.operation}() was given a worker that is not currently leased from this pool ` +
+          `(already released, invalidated, or never acquired from it). Nothing was changed.`
+        : `${props.operation}() was called on a worker handle whose lease has ended (released, invalidated, ` +
+          `or its use() returned); the worker may serve another caller now. Nothing was sent: acquire a worker again.`
     })
   }
 }
@@ -290,8 +298,45 @@ export class WorkerCrashedError extends Data.TaggedError("WorkerCrashedError")<{
 }
 
 /**
- * The codex app-server process could not be started (for example, the command
- * does not exist). It carries the `command` and the underlying `cause`.
+ * Which step of starting a codex worker failed; {@link WorkerSpawnError}'s
+ * message gives the hint that fits it.
+ *
+ * - `"StartFailed"`: the process could not be started (command not found or
+ *   not executable, `cwd` inaccessible);
+ * - `"CodexHome"`: the `codexHome` directory did not exist and could not be
+ *   created, or is not a directory;
+ * - `"ExitedEarly"`: the process started but exited (or closed its stdout)
+ *   before answering `initialize`; its last stderr lines usually say why;
+ * - `"InitializeFailed"`: the server answered `initialize` with an error, or
+ *   the channel to it failed;
+ * - `"Timeout"`: no answer to `initialize` within `spawnTimeoutMs`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type WorkerSpawnReason = "StartFailed" | "CodexHome" | "ExitedEarly" | "InitializeFailed" | "Timeout"
+
+const describeCause = (cause: unknown): string =>
+  typeof cause === "string"
+    ? cause
+    : cause instanceof Error
+    ? cause.cause instanceof Error
+      ? `${cause.message} (${cause.cause.message})`
+      : cause.message
+    : String(cause)
+
+const stderrSummary = (stderrTail: ReadonlyArray<string>): string =>
+  stderrTail.length === 0
+    ? "It wrote nothing to stderr."
+    : `Last stderr lines:\n${stderrTail.map((line) => `  ${line}`).join("\n")}`
+
+/**
+ * A codex worker could not be started: the process did not start, or it did
+ * not complete the `initialize` handshake. It carries the `command`, the
+ * failed step (`reason`, see {@link WorkerSpawnReason}), the process id when
+ * there was a process, its last stderr lines, and the underlying `cause` (a
+ * {@link WorkerCrashedError} when the process exited early). Whatever the
+ * step, nothing of the process tree is left running.
  *
  * @since 0.1.0
  * @category errors
@@ -299,21 +344,59 @@ export class WorkerCrashedError extends Data.TaggedError("WorkerCrashedError")<{
 export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
   readonly message: string
   readonly command: string
+  readonly reason: WorkerSpawnReason
+  readonly pid: number | undefined
+  readonly stderrTail: ReadonlyArray<string>
   readonly cause: unknown
 }> {
-  constructor(props: { readonly command: string; readonly cause: unknown }) {
-    const cause = typeof props.cause === "string"
-      ? props.cause
-      : props.cause instanceof Error
-      ? props.cause.cause instanceof Error
-        ? `${props.cause.message} (${props.cause.cause.message})`
-        : props.cause.message
-      : String(props.cause)
-    super({
-      ...props,
-      message: `Could not start the codex worker process "${props.command}": ${cause}. ` +
-        `Check the \`command\` option, and that @openai/codex is installed (npm install @openai/codex).`
-    })
+  constructor(props: {
+    readonly command: string
+    readonly cause: unknown
+    /** Default `"StartFailed"`. */
+    readonly reason?: WorkerSpawnReason | undefined
+    readonly pid?: number | undefined
+    /** Default: the cause's when it is a `WorkerCrashedError`, else none. */
+    readonly stderrTail?: ReadonlyArray<string> | undefined
+  }) {
+    const reason = props.reason ?? "StartFailed"
+    const crash = props.cause instanceof WorkerCrashedError ? props.cause : undefined
+    const pid = props.pid ?? crash?.pid
+    const stderrTail = props.stderrTail ?? crash?.stderrTail ?? []
+    const proc = `The codex worker process "${props.command}"${pid === undefined ? "" : ` (pid ${pid})`}`
+    let message: string
+    switch (reason) {
+      case "StartFailed":
+        message = `Could not start the codex worker process "${props.command}": ${describeCause(props.cause)}. ` +
+          `Check the \`command\` option, and that @openai/codex is installed (npm install @openai/codex).`
+        break
+      case "CodexHome":
+        message = `Could not start a codex worker: ${describeCause(props.cause)}. ` +
+          `Point the \`codexHome\` option at a directory this process can create and write.`
+        break
+      case "ExitedEarly": {
+        const how = crash === undefined
+          ? `failed: ${describeCause(props.cause)}`
+          : crash.signal !== null
+          ? `was killed by ${crash.signal}`
+          : crash.code !== null
+          ? `exited with code ${crash.code}`
+          : "closed its stdout"
+        message = `${proc} ${how} before answering initialize. Its stderr usually says why; check the ` +
+          `\`args\`, \`env\`, \`cwd\` and \`codexHome\` options and codex's config.toml. ${stderrSummary(stderrTail)}`
+        break
+      }
+      case "InitializeFailed":
+        message = `${proc} failed the initialize handshake: ${describeCause(props.cause)}. Check the ` +
+          `\`clientInfo\` and \`capabilities\` options, and that this codex speaks the app-server protocol ` +
+          `(codex app-server 0.169 or later). ${stderrSummary(stderrTail)}`
+        break
+      case "Timeout":
+        message = `${proc} did not answer initialize: ${describeCause(props.cause)}. If codex is only slow to ` +
+          `start (first run, slow disk, busy machine), raise \`spawnTimeoutMs\`; otherwise check that \`args\` ` +
+          `start the app server on stdio ("app-server"). ${stderrSummary(stderrTail)}`
+        break
+    }
+    super({ command: props.command, reason, pid, stderrTail, cause: props.cause, message })
   }
 }
 
@@ -339,6 +422,33 @@ export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
       message: `The lease on ${worker} was held longer than leaseTimeoutMs (${props.leaseTimeoutMs} ms), ` +
         `so the worker was taken out of service and its processes killed. Release it and acquire another; ` +
         `raise leaseTimeoutMs if turns legitimately run this long.`
+    })
+  }
+}
+
+/**
+ * The app-server answered a request, but its result does not match the
+ * Schema the caller decodes it with (`CodexWorker.requestSchema`). It carries
+ * the request's `method`, the Schema's `issue` as text, and the `result` as
+ * received. The worker is fine; the server may run a codex version other than
+ * the one the Schema was written for.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ResponseDecodeError extends Data.TaggedError("ResponseDecodeError")<{
+  readonly message: string
+  readonly method: string
+  readonly issue: string
+  readonly result: unknown
+}> {
+  constructor(props: { readonly method: string; readonly issue: string; readonly result: unknown }) {
+    super({
+      ...props,
+      message: `The codex app-server's result for "${props.method}" does not match the expected schema: ` +
+        `${props.issue.length > 500 ? `${props.issue.slice(0, 500)}…` : props.issue}. ` +
+        `The worker may run a codex version other than the one the schema was written for: check the schema ` +
+        `against \`codex app-server generate-ts\` of that version.`
     })
   }
 }

@@ -7,10 +7,13 @@
  * - `CodexWorker`, `CodexWorkerPool`: Codex app-server workers and the pool
  *   of them as an Effect service (`layer`, `layerNode`).
  * - `createCodexWorkerPool`: the Codex pool's promise facade.
+ * - `CodexProtocol`: the app-server protocol's types, generated from the
+ *   pinned `@openai/codex`, and helpers typing requests and messages by method.
  * - The errors every API fails with.
  *
  * @since 0.1.0
  */
+export * as CodexProtocol from "./CodexProtocol.ts"
 export * as CodexWorker from "./CodexWorker.ts"
 export * as CodexWorkerPool from "./CodexWorkerPool.ts"
 export * as WorkerPool from "./WorkerPool.ts"
@@ -38,8 +41,10 @@ export {
   ProtocolError,
   QueueFullError,
   RequestTimeoutError,
+  ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
+  type WorkerSpawnReason,
   WorkerStdioError
 } from "./errors.ts"

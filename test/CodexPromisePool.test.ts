@@ -30,14 +30,17 @@ import {
   PoolOptionsError,
   RequestTimeoutError,
   WorkerCrashedError,
+  WorkerNotLeasedError,
   WorkerSpawnError
 } from "../src/errors.ts"
+import { createTestCodexWorkerPool } from "../src/testing/TestCodexWorkerPool.ts"
 import {
   fakePoolOptions,
   isLivePid,
   killByMarker,
   liveByMarker,
   markerArg,
+  mcpChildrenIn,
   newMarker,
   statFields,
   waitUntil
@@ -107,6 +110,10 @@ const runTurn = async (
     unsubscribe()
   }
 }
+
+/** What the fake app-server has read since it started (its `cwp/received` answer). */
+const receivedBy = async (worker: CodexWorkerHandle): Promise<Array<string>> =>
+  ((await bounded(worker.request("cwp/received"), "cwp/received")) as { received: Array<string> }).received
 
 const deltasOf = (messages: ReadonlyArray<IncomingMessage>) =>
   messages.filter((m) => m.method === "item/agentMessage/delta").map((m) => (m.params as { delta: string }).delta)
@@ -347,6 +354,39 @@ describe("createCodexWorkerPool", () => {
       await pool.shutdown()
       expect(await noMarkedProcessLeft()).toBe(true)
     })
+
+    it("a worker that starts descendants in other groups and sessions, then exits before initialize, leaves none of them", async () => {
+      const pool = createCodexWorkerPool(fake(["--exit-after-children"]))
+      const error = await rejection(pool.acquire())
+      // The acquire rejects once the tree kill is over: nothing is left, without waiting.
+      expect(liveByMarker(marker)).toEqual([])
+      expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "ExitedEarly", cause: { _tag: "WorkerCrashedError", code: 1 } })
+      expect(error.message).toContain("exiting after starting children")
+      expect(error.message).not.toContain("npm install")
+      const children = mcpChildrenIn(error.stderrTail)
+      expect(children).toHaveLength(3)
+      expect(children.filter(isLivePid)).toEqual([])
+      expect(pool.stats()).toMatchObject({ createFailures: 1, workers: 0, creating: 0, processes: 0 })
+      await bounded(pool.shutdown(), "shutdown")
+      expect(liveByMarker(marker)).toEqual([])
+    })
+
+    it("a worker that starts descendants and never answers initialize rejects after spawnTimeoutMs and leaves none", async () => {
+      const pool = createCodexWorkerPool(fake(["--mcp-children", "--hang-initialize"], { spawnTimeoutMs: 2_000 }))
+      const acquired = rejection(pool.acquire())
+      // The fake and its three children are up before the spawn times out.
+      const sawTree = await waitUntil(() => liveByMarker(marker).length === 4)
+      const error = await bounded(acquired, "the failed acquire")
+      expect(sawTree).toBe(true)
+      expect(liveByMarker(marker)).toEqual([])
+      expect(error).toBeInstanceOf(WorkerSpawnError)
+      expect(error).toMatchObject({ reason: "Timeout" })
+      expect(error.message).toContain("spawnTimeoutMs (2000 ms)")
+      expect(mcpChildrenIn(error.stderrTail)).toHaveLength(3)
+      await bounded(pool.shutdown(), "shutdown")
+      expect(liveByMarker(marker)).toEqual([])
+    })
   })
 
   describe("turns", () => {
@@ -429,9 +469,176 @@ describe("createCodexWorkerPool", () => {
     })
   })
 
-  describe("pool", () => {
-    it("with poolSize 1 a second use starts after the first releases and reuses the same process", async () => {
+  describe("lease-scoped handles", () => {
+    it("a stale release after the worker went to a waiter throws WorkerNotLeasedError and leaves that lease alone", async () => {
       const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const first = await pool.acquire()
+      const handedOver = pool.acquire()
+      expect(pool.stats().queued).toBe(1)
+      pool.release(first)
+      const second = await bounded(handedOver, "the hand-off")
+      expect(second.pid).toBe(first.pid)
+      expect(second).not.toBe(first)
+
+      const third = pool.acquire()
+      expect(() => pool.release(first)).toThrow(WorkerNotLeasedError)
+      // The second holder still holds the worker: the third still waits, and the second's lease works.
+      expect(pool.stats()).toMatchObject({ busy: 1, idle: 0, queued: 1 })
+      expect(await bounded(second.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      pool.release(second)
+      pool.release(await bounded(third, "the third acquire"))
+      expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, queued: 0, created: 1 })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a stale handle's request, notify, respond and respondError reject with WorkerNotLeasedError and send nothing", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      pool.release(stale)
+      const current = await pool.acquire()
+      expect(current.pid).toBe(stale.pid)
+      const before = await receivedBy(current)
+
+      const errors = await Promise.all([
+        rejection(stale.request("cwp/stale-request", {})),
+        rejection(stale.notify("cwp/stale-notify", {})),
+        rejection(stale.respond(41, { decision: "accept" })),
+        rejection(stale.respondError(42, { code: -32601, message: "no" }))
+      ].map((pending) => bounded(pending, "the stale call's rejection")))
+      expect(errors.map((error) => error instanceof WorkerNotLeasedError)).toEqual([true, true, true, true])
+      expect(errors.map((error) => error.operation)).toEqual(["request", "notify", "respond", "respondError"])
+      expect(errors[0].message).toContain("Nothing was sent")
+
+      // The process read nothing from the stale handle: only the current holder's own calls.
+      const after = await receivedBy(current)
+      expect(after).toEqual([...before, "cwp/received"])
+      pool.release(current)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("listeners of a released handle stop firing while the next holder's fire", async () => {
+      const pool = createCodexWorkerPool(fake(["--deltas=2"], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      const staleMessages: Array<IncomingMessage> = []
+      const staleCloses: Array<CloseEvent> = []
+      stale.onMessage((message) => staleMessages.push(message))
+      stale.onClose((event) => staleCloses.push(event))
+      pool.release(stale)
+      // Registered after the lease ended: never fires either.
+      stale.onMessage((message) => staleMessages.push(message))
+
+      const current = await pool.acquire()
+      const currentCloses: Array<CloseEvent> = []
+      current.onClose((event) => currentCloses.push(event))
+      const messages = await runTurn(current, "mine")
+      expect(deltasOf(messages)).toEqual(["echo: mine", " 1"])
+      expect(staleMessages).toEqual([])
+
+      process.kill(current.pid, "SIGKILL")
+      expect(await waitUntil(() => currentCloses.length > 0)).toBe(true)
+      expect(currentCloses[0]).toMatchObject({ code: null, signal: "SIGKILL" })
+      expect(staleCloses).toEqual([])
+      pool.release(current)
+      await pool.shutdown()
+      expect(staleMessages).toEqual([])
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a listener that releases mid-turn silences the handle's other listeners at once; the next holder hears the rest", async () => {
+      const pool = createCodexWorkerPool(fake(["--deltas=4", "--delta-delay-ms=20"], { poolSize: 1 }))
+      const first = await pool.acquire()
+      const heardByFirst: Array<string> = []
+      first.onMessage((message) => {
+        if (message.method === "item/agentMessage/delta") pool.release(first)
+      })
+      // Called after the listener above for the same message, once the lease has ended.
+      first.onMessage((message) => heardByFirst.push(message.method))
+      const heardBySecond: Array<string> = []
+      const second = pool.acquire().then((worker) => {
+        worker.onMessage((message) => heardBySecond.push(message.method))
+        return worker
+      })
+      const { thread } = (await first.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+      await first.request("turn/start", { threadId: thread.id, input: textInput("handed over mid-turn") })
+      const next = await bounded(second, "the hand-off")
+      expect(await waitUntil(() => heardBySecond.includes("turn/completed"))).toBe(true)
+      expect(heardByFirst).not.toContain("item/agentMessage/delta")
+      expect(heardByFirst).not.toContain("turn/completed")
+      expect(heardBySecond.filter((method) => method === "item/agentMessage/delta")).toHaveLength(3)
+      pool.release(next)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("invalidate through a stale handle rejects with WorkerNotLeasedError and leaves the worker in service", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      await bounded(stale.request("thread/start", {}), "thread/start")
+      pool.release(stale)
+      const current = await pool.acquire()
+      const error = await bounded(rejection(pool.invalidate(stale)), "the stale invalidate")
+      expect(error).toBeInstanceOf(WorkerNotLeasedError)
+      expect(error).toMatchObject({ operation: "invalidate" })
+      expect(pool.stats()).toMatchObject({ busy: 1, workers: 1, finalizing: 0, finalized: 0 })
+      expect(await bounded(current.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      // An invalidated handle is dead too.
+      await bounded(pool.invalidate(current), "invalidate")
+      expect(() => pool.release(current)).toThrow(WorkerNotLeasedError)
+      expect((await rejection(current.request("thread/start", {}))).operation).toBe("request")
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("each use callback gets a handle of its own, dead once use has returned", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const used = await pool.use(async (worker) => {
+        await worker.request("thread/start", {})
+        return worker
+      })
+      expect(() => pool.release(used)).toThrow(WorkerNotLeasedError)
+      expect(await bounded(rejection(used.request("thread/start", {})), "the stale request")).toBeInstanceOf(
+        WorkerNotLeasedError
+      )
+      const again = await pool.use(async (worker) => worker)
+      const held = await pool.acquire()
+      expect(new Set([used, again, held]).size).toBe(3)
+      // Every lease of the same process: the same pid and workerKey.
+      expect([again.pid, held.pid]).toEqual([used.pid, used.pid])
+      expect([again.workerKey, held.workerKey]).toEqual([used.workerKey, used.workerKey])
+      expect(again.workerKey).toBe(used.workerKey)
+      expect(held.initializeResult).toEqual(used.initializeResult)
+      pool.release(held)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a handle of another pool is refused by release and invalidate", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const other = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const foreign = await other.acquire()
+      expect(() => pool.release(foreign)).toThrow(WorkerNotLeasedError)
+      expect(await bounded(rejection(pool.invalidate(foreign)), "the foreign invalidate")).toBeInstanceOf(
+        WorkerNotLeasedError
+      )
+      expect(await bounded(foreign.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      other.release(foreign)
+      await Promise.all([pool.shutdown(), other.shutdown()])
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+  })
+
+  describe("pool", () => {
+    // Pure pool semantics: scripted fake workers (no process) suffice.
+    it("with poolSize 1 a second use starts after the first releases and reuses the same worker", async () => {
+      const pool = createTestCodexWorkerPool({ poolSize: 1 })
       const events: Array<string> = []
       let finishFirst: (() => void) | undefined
       const first = pool.use(async (worker) => {
@@ -452,7 +659,7 @@ describe("createCodexWorkerPool", () => {
       expect(secondPid).toBe(firstPid)
       expect(pool.stats()).toMatchObject({ created: 1, workers: 1 })
       await pool.shutdown()
-      expect(await noMarkedProcessLeft()).toBe(true)
+      expect(pool.fakes.all.map((worker) => worker.finalized)).toEqual([true])
     })
 
     it("stats count codex with its MCP-like children and their memory, and 0 after shutdown", async () => {

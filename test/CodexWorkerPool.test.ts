@@ -16,6 +16,9 @@
  * is known to be armed, so a `TestClock.adjust` could land before it.
  */
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { Cause, Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as CodexWorker from "../src/CodexWorker.ts"
@@ -32,6 +35,7 @@ import {
   isLivePid,
   killByMarker,
   liveByMarker,
+  mcpChildrenIn,
   newMarker,
   statFields,
   waitUntil
@@ -79,6 +83,12 @@ const lease = (pool: CodexWorkerPool.Service) =>
     const worker = yield* Scope.provide(pool.get, scope)
     return { worker, release: Scope.close(scope, Exit.void) }
   })
+
+/** A fresh temporary directory, removed when the test's scope closes. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "cwp-home-test-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
 
 /** Runs a pool test with Node's process spawner. */
 const withSpawner = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, CodexWorker.layerNode)
@@ -298,8 +308,10 @@ describe("CodexWorkerPool", () => {
         const pool = yield* CodexWorkerPool.make({ command, args: ["app-server"] })
         const error = yield* Effect.flip(lease(pool))
         expect(error).toBeInstanceOf(WorkerSpawnError)
-        expect(error).toMatchObject({ command })
+        expect(error).toMatchObject({ command, reason: "StartFailed", pid: undefined })
         expect(error.message).toContain(command)
+        // The hint fits the cause: the command is wrong or codex is not installed.
+        expect(error.message).toContain("npm install @openai/codex")
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0, queued: 0, processes: 0 })
         // The pool is not stuck: the next acquire tries again and fails the same way.
         expect(yield* Effect.flip(lease(pool))).toBeInstanceOf(WorkerSpawnError)
@@ -312,8 +324,11 @@ describe("CodexWorkerPool", () => {
         const pool = yield* CodexWorkerPool.make(fake(["--mcp-children", "--hang-initialize"], { spawnTimeoutMs: 300 }))
         const error = yield* Effect.flip(lease(pool))
         expect(error).toBeInstanceOf(WorkerSpawnError)
-        expect(error).toMatchObject({ command: process.execPath })
-        expect(error.message).toContain("spawnTimeoutMs")
+        expect(error).toMatchObject({ command: process.execPath, reason: "Timeout" })
+        expect(error.message).toContain("spawnTimeoutMs (300 ms)")
+        // The hint fits the cause: too slow, or not an app server.
+        expect(error.message).toContain("raise `spawnTimeoutMs`")
+        expect(error.message).not.toContain("npm install")
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
         expect(yield* noMarkedProcessLeft()).toBe(true)
       })))
@@ -326,9 +341,84 @@ describe("CodexWorkerPool", () => {
         expect(error).toMatchObject({ command: process.execPath })
         // The cause says how the process ended, with its last stderr lines.
         expect((error as WorkerSpawnError).cause).toMatchObject({ _tag: "WorkerCrashedError", code: 1 })
+        expect(error).toMatchObject({ reason: "ExitedEarly" })
+        // The hint fits the cause: codex's own last words, not "install codex".
+        expect(error.message).toContain("exited with code 1 before answering initialize")
         expect(error.message).toContain("exiting before initialize")
+        expect(error.message).not.toContain("npm install")
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
         expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.live("a worker that starts descendants in other groups and sessions, then exits before initialize, leaves none of them", () =>
+      withSpawner(Effect.gen(function*() {
+        const poolScope = yield* Scope.make()
+        const pool = yield* Scope.provide(CodexWorkerPool.make(fake(["--exit-after-children"])), poolScope)
+        const error = (yield* Effect.flip(lease(pool))) as WorkerSpawnError
+        // The acquire fails once the tree kill is over: nothing is left, without waiting.
+        expect(liveByMarker(marker)).toEqual([])
+        expect(error).toBeInstanceOf(WorkerSpawnError)
+        expect(error).toMatchObject({ reason: "ExitedEarly", cause: { _tag: "WorkerCrashedError", code: 1 } })
+        expect(error.message).toContain("exiting after starting children")
+        // The fake had started its three children (one in its group, one in a
+        // group of its own, one in a session of its own) before it exited.
+        const children = mcpChildrenIn(error.stderrTail)
+        expect(children).toHaveLength(3)
+        expect(children.filter(isLivePid)).toEqual([])
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0, processes: 0 })
+        yield* Scope.close(poolScope, Exit.void)
+        expect(liveByMarker(marker)).toEqual([])
+      })))
+
+    it.live("a server that answers initialize with an error fails with WorkerSpawnError carrying it and leaves no process", () =>
+      withSpawner(Effect.gen(function*() {
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children", "--reject-initialize"]))
+        const error = (yield* Effect.flip(lease(pool))) as WorkerSpawnError
+        expect(liveByMarker(marker)).toEqual([])
+        expect(error).toBeInstanceOf(WorkerSpawnError)
+        expect(error).toMatchObject({ reason: "InitializeFailed", pid: expect.any(Number) })
+        expect(error.cause).toBeInstanceOf(JsonRpcError)
+        expect(error.message).toContain("fake rejects initialize (--reject-initialize)")
+        expect(error.message).toContain("`clientInfo`")
+        expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
+      })))
+
+    it.live("a codexHome that does not exist is created (mode 0700, relative to cwd) and the worker starts", () =>
+      withSpawner(Effect.gen(function*() {
+        const base = yield* tempDir
+        const pool = yield* CodexWorkerPool.make(fake([], { cwd: base, codexHome: "missing/home" }))
+        const { release, worker } = yield* lease(pool)
+        const expected = path.join(base, "missing", "home")
+        // The fake reports the CODEX_HOME it was given: the absolute directory, now existing.
+        expect(worker.initializeResult).toMatchObject({ codexHome: expected })
+        const stat = fs.statSync(expected)
+        expect(stat.isDirectory()).toBe(true)
+        expect(stat.mode & 0o077).toBe(0)
+        yield* release
+        yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+
+    it.live("a codexHome that is a file, or cannot be created, fails with WorkerSpawnError naming it and starts no process", () =>
+      withSpawner(Effect.gen(function*() {
+        const base = yield* tempDir
+        const file = path.join(base, "file")
+        fs.writeFileSync(file, "")
+        const cases = [
+          [file, "is not a directory"],
+          [path.join(file, "home"), "does not exist and could not be created"]
+        ] as const
+        for (const [codexHome, problem] of cases) {
+          const pool = yield* CodexWorkerPool.make(fake([], { codexHome }))
+          const error = (yield* Effect.flip(lease(pool))) as WorkerSpawnError
+          expect(error).toBeInstanceOf(WorkerSpawnError)
+          expect(error).toMatchObject({ reason: "CodexHome", pid: undefined })
+          expect(error.message).toContain(`codexHome "${codexHome}" ${problem}`)
+          expect(error.message).toContain("Point the `codexHome` option at a directory")
+          expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
+          expect(liveByMarker(marker)).toEqual([])
+          yield* pool.shutdown
+        }
       })))
   })
 

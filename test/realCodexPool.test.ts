@@ -22,6 +22,8 @@
  * longer than any test), so only an interrupt or a kill ends it early.
  */
 import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import {
   type CloseEvent,
@@ -31,17 +33,16 @@ import {
 } from "../src/CodexPromisePool.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
-import { type ModelServer, startModelServer } from "./fixtures/modelServer.ts"
+import { WorkerSpawnError } from "../src/errors.ts"
+import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
+import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
-  type CodexHome,
-  codexArgs,
   codexBinaryPath,
-  codexEnv,
   findMarkedProcesses,
   isAlive,
   killMarkedProcesses,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
@@ -86,7 +87,7 @@ const until = (predicate: () => boolean, what: string) => untilWithin(predicate,
 /** Options for a pool of real codex workers carrying this test's marker. */
 const codexOptions = () => ({
   command: codexBinaryPath(),
-  args: codexArgs({ baseUrl: server.url, marker }),
+  args: markedCodexArgs(server.url, marker),
   env: codexEnv({ codexHome: home.path })
 })
 
@@ -346,6 +347,31 @@ describe("real codex through createCodexWorkerPool", () => {
     expect(outcome.turn.status).toBe("completed")
     pool.release(second)
     expect(pool.stats()).toMatchObject({ created: 1, finalized: 0 })
+    await shutdownAndCheck(pool)
+  })
+
+  it("a codexHome that does not exist yet is created (mode 0700) and codex starts in it", {
+    timeout: TEST_TIMEOUT_MS
+  }, async () => {
+    const codexHome = path.join(home.path, "missing", "home")
+    const pool = makePool({ codexHome })
+    const worker = await within(pool.acquire(), "a worker")
+    expect(worker.initializeResult).toMatchObject({ codexHome: fs.realpathSync(codexHome) })
+    expect(fs.statSync(codexHome).mode & 0o077).toBe(0)
+    pool.release(worker)
+    await shutdownAndCheck(pool)
+  })
+
+  it("a CODEX_HOME (set through env) that does not exist fails with WorkerSpawnError carrying codex's reason", {
+    timeout: TEST_TIMEOUT_MS
+  }, async () => {
+    const missing = path.join(home.path, "missing")
+    const pool = makePool({ env: codexEnv({ codexHome: missing }) })
+    const error = await within(pool.acquire().then(() => undefined, (e: unknown) => e), "the failed acquire")
+    expect(error).toBeInstanceOf(WorkerSpawnError)
+    expect(error).toMatchObject({ reason: "ExitedEarly" })
+    expect((error as WorkerSpawnError).message).toContain(`CODEX_HOME points to "${missing}", but that path does not exist`)
+    expect((error as WorkerSpawnError).message).not.toContain("npm install")
     await shutdownAndCheck(pool)
   })
 

@@ -4,14 +4,29 @@
  *
  * @internal
  */
-import { Effect, Metric, Schema } from "effect"
+import { Context, Effect, Metric, Schema } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
 import type { Options, Stats } from "../CodexWorkerPool.ts"
 import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
 import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./options.ts"
-import { startWatchdog } from "./watchdog.ts"
+import { startWatchdog, type Watchdog } from "./watchdog.ts"
+
+/** How the pool makes one worker in the worker's scope. */
+export type MakeWorker = (
+  options: CodexWorker.ProcessOptions,
+  watchdog: Watchdog | undefined
+) => Effect.Effect<CodexWorker.CodexWorker, WorkerSpawnError, ChildProcessSpawner | Scope.Scope>
+
+/**
+ * The worker constructor the pool uses: `CodexWorker.make` (a real codex
+ * process) unless a test pool (src/testing) provides its in-process fake.
+ */
+export const WorkerFactory = Context.Reference<MakeWorker>("codex-worker-pool/internal/WorkerFactory", {
+  defaultValue: () => CodexWorker.make
+})
 
 const OptionsSchema = Schema.Struct({
   poolSize: Schema.optional(IntAtLeast(1)),
@@ -109,12 +124,13 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
 ) =>
   Effect.gen(function*() {
     const workers = new Set<CodexWorker.CodexWorker>()
+    const makeWorker = yield* WorkerFactory
     const watchdog = settings.watchdog ? startWatchdog({ args: ["--codex-worker-pool-watchdog"] }) : undefined
     if (watchdog !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => watchdog.stop()))
     // Set once the pool exists; a worker that closes before that has no lease to end.
     let invalidate: (held: W) => void = () => {}
     const acquire = Effect.gen(function*() {
-      const worker = yield* CodexWorker.make(settings.process, watchdog)
+      const worker = yield* makeWorker(settings.process, watchdog)
       const held = view.wrap(worker)
       workers.add(worker)
       yield* Effect.addFinalizer(() => Effect.sync(() => void workers.delete(worker)))

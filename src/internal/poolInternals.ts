@@ -81,7 +81,7 @@ export const statsOf = <W>(core: PoolCore<W>): Stats => ({
   workers: core.leased + core.idle,
   busy: core.leased,
   idle: core.idle,
-  queued: core.queue.length,
+  queued: core.queued,
   creating: core.creating,
   finalizing: core.finalizing,
   created: core.totals.created,

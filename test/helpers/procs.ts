@@ -104,6 +104,19 @@ export const killByMarker = async (marker: string): Promise<number> => {
   return survivors.length
 }
 
+/**
+ * The pids of the MCP-like children (group, pgroup, session) named in the fake
+ * app-server's "mcp-children ready [...]" stderr line, e.g. in a
+ * `WorkerSpawnError`'s `stderrTail`; empty when there is no such line.
+ */
+export const mcpChildrenIn = (stderrLines: ReadonlyArray<string>): Array<number> => {
+  for (const line of stderrLines) {
+    const match = /mcp-children ready (\[.*\])/.exec(line)
+    if (match !== null) return JSON.parse(match[1]!)
+  }
+  return []
+}
+
 export interface FakeAppServer {
   readonly child: ChildProcess
   readonly pid: number

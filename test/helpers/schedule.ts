@@ -409,7 +409,7 @@ const runScheduleWith = (
     // A released worker that stays in service goes straight to the oldest waiter (without idling or a create).
     const coreRelease = core.release
     core.release = function(this: typeof core, slot: Slot<Resource>, lease?: number) {
-      const head = this.queue.head
+      const head = this.oldestWaiter()
       const current = slot.state === "leased" && (lease === undefined || lease === slot.lease)
       const handsOff = current && !slot.invalid && !this.closed && head !== undefined
       const released = lease === undefined ? coreRelease.call(this, slot) : coreRelease.call(this, slot, lease)
