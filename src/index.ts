@@ -39,11 +39,13 @@ export {
   LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
+  ProtocolError,
   QueueFullError,
   RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
-  type WorkerSpawnReason
+  type WorkerSpawnReason,
+  WorkerStdioError
 } from "./errors.ts"

@@ -50,6 +50,8 @@ const OptionsSchema = Schema.Struct({
   spawnTimeoutMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
   killGraceMs: Schema.optional(Millis),
   processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
+  // Up to V8's longest string (2^29 - 24 characters): a longer line could not be decoded at all.
+  maxLineBytes: Schema.optional(IntAtLeast(1024).check(Schema.isLessThanOrEqualTo(2 ** 29 - 24))),
   clientInfo: Schema.optional(Schema.Struct({
     name: Schema.String,
     version: Schema.String,
@@ -95,6 +97,7 @@ export const validate = (
     spawnTimeoutMs: o.spawnTimeoutMs,
     killGraceMs: o.killGraceMs,
     processScanIntervalMs: o.processScanIntervalMs,
+    maxLineBytes: o.maxLineBytes,
     clientInfo: o.clientInfo,
     capabilities: o.capabilities
   }
