@@ -68,7 +68,7 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface CloseEvent {
   readonly code: number | null
   readonly signal: string | null
-  /** Set when the worker did not end normally: a crash or a lease timeout. */
+  /** Set when the worker did not end normally: a crash, a lease timeout, a broken pipe (`WorkerStdioError`) or a protocol violation (`ProtocolError`). */
   readonly error?: Error | undefined
 }
 
