@@ -1,6 +1,6 @@
 /**
  * Measurement 7: a pool of real `codex app-server` workers against the
- * embedded offline model server (test/fixtures/modelServer.ts).
+ * embedded offline model server (`startModelServer` of codex-worker-pool/testing).
  *
  * - cold acquire: spawn + initialize, timed from `acquire()` to the worker
  *   (each sample invalidates the worker, so the next acquire spawns again);
@@ -15,8 +15,7 @@ import { performance } from "node:perf_hooks"
 import { createCodexWorkerPool } from "../src/CodexPromisePool.ts"
 import { nativeCodexBinary } from "../src/internal/codexBinary.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
-import { type ModelServer, startModelServer } from "../test/fixtures/modelServer.ts"
-import { codexArgs, codexEnv, makeCodexHome } from "../test/helpers/codex.ts"
+import { codexArgs, codexEnv, makeCodexHome, type ModelServer, startModelServer } from "../src/testing/index.ts"
 import { formatValue } from "./lib/stats.ts"
 import type { BenchOptions, MeasurementDef, Section, SectionResults, Verdict } from "./lib/types.ts"
 

@@ -17,17 +17,12 @@
  * OpenAI service with OPENAI_API_KEY instead of the local model server),
  * --model NAME (with --openai), --help.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { streamText } from "ai"
 import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/index.ts"
 import { createCodexProvider } from "../src/ai-sdk/index.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
-import { startModelServer } from "../test/fixtures/modelServer.ts"
-import { functionCallFrames, messageFrames, reasoningFrames, toolOutputs } from "../test/fixtures/modelServerScripts.ts"
-import { codexArgs, codexBinaryPath } from "../test/helpers/codex.ts"
+import { codexProcessOptions, makeCodexHome, Reply, startModelServer } from "../src/testing/index.ts"
 
 const { values: flags } = parseArgs({
   options: {
@@ -95,24 +90,24 @@ const main = async () => {
     slowDelayMs: 40,
     mode: "slow",
     // The last part of the demo: reason, run a command, then answer.
-    script: ({ body, index, userText }) => {
-      if (!userText.startsWith(ACTIONS_PROMPT)) return undefined
-      if (toolOutputs(body).length > 0) {
-        return messageFrames(`msg_${index}`, "The directory holds the project's sources, tests and examples.", 6)
+    respond: (request) => {
+      if (!request.userText.startsWith(ACTIONS_PROMPT)) return undefined
+      if (request.toolOutputs.length > 0) {
+        return Reply.text("The directory holds the project's sources, tests and examples.", { deltas: 6, delayMs: 40 })
       }
       return [
-        ...reasoningFrames(`rs_${index}`, ["The user wants to know what is here. ", "Listing the directory is the quickest way."]),
-        ...functionCallFrames(`fc_${index}`, `call_${index}`, "exec_command", { cmd: "ls", login: false })
+        Reply.reasoning(["The user wants to know what is here. ", "Listing the directory is the quickest way."], {
+          delayMs: 40
+        }),
+        Reply.shellCommand("ls")
       ]
     }
   })
-  const codexHome = mkdtempSync(path.join(os.tmpdir(), "codex-worker-pool-demo-"))
+  const codexHome = makeCodexHome("codex-worker-pool-demo-")
   const pool = createCodexWorkerPool({
     poolSize,
-    codexHome,
-    command: codexBinaryPath(),
-    args: server === undefined ? ["app-server"] : codexArgs({ baseUrl: server.url }),
-    env: server === undefined ? {} : { MOCK_API_KEY: "demo" },
+    codexHome: codexHome.path,
+    ...(server === undefined ? {} : codexProcessOptions({ baseUrl: server.url, apiKey: "demo" })),
     name: "demo"
   })
   const model = server === undefined ? flags.model : "mock-model"
@@ -187,7 +182,7 @@ const main = async () => {
   })(model))
   await pool.shutdown()
   await server?.close()
-  rmSync(codexHome, { recursive: true, force: true })
+  codexHome.cleanup()
 
   // Summary
   const ordered = [...rows].sort((a, b) => a.id - b.id)
@@ -280,6 +275,7 @@ const showActions = async (model: ReturnType<ReturnType<typeof createCodexProvid
     return false
   }
 }
+
 
 main().catch((error) => {
   console.error(error)

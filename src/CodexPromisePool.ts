@@ -1,7 +1,8 @@
 /**
  * The promise facade of the Codex worker pool, for the AI SDK provider and
  * other code not written in Effect. Same pool, same guarantees as
- * `CodexWorkerPool`; a worker is a small handle over one app-server process.
+ * `CodexWorkerPool`; a leased worker is a small handle (one per lease) over
+ * one app-server process.
  *
  * The handle is what a provider's transport needs (connect / disconnect /
  * sendMessage / sendNotification / on message, error, close):
@@ -12,6 +13,22 @@
  * - `onClose` fires once when the process exits or its channel breaks, so a
  *   consumer streaming a turn with no request in flight notices a crash at once.
  * Releasing a crashed worker is allowed and does not return it to service.
+ *
+ * Handles are lease-scoped: every `acquire` and every `use` callback gets a
+ * handle of its own, which stands for that one lease. Once the lease has
+ * ended (`release`, `invalidate`, or `use` returning) the handle is dead:
+ * `release` and `invalidate` throw / reject with `WorkerNotLeasedError` and
+ * change nothing; `request`, `notify`, `respond` and `respondError` reject with
+ * `WorkerNotLeasedError` and send nothing; the listeners registered through it
+ * are removed as the lease ends, before the worker goes to anyone else, and a
+ * listener registered on a dead handle never fires. So a stale handle cannot
+ * act on (or hear) a worker that now serves another caller.
+ *
+ * Limits: a request sent before the lease ended still settles for its sender
+ * (its answer is matched by id, so the next holder never sees it). When
+ * shutdown's timeout ends a lease the pool finalizes the worker, which serves
+ * nobody again: that handle keeps its listeners (its `onClose` fires) and its
+ * requests fail with the worker's own closed error.
  *
  * @example
  * ```ts
@@ -27,16 +44,19 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { PoolOptionsError } from "./errors.ts"
+import { WorkerNotLeasedError } from "./errors.ts"
+import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
+import type { Slot } from "./internal/core.ts"
+import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
-import { makeParts, processStats, validate } from "./internal/codexPool.ts"
+import { checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
-import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
+import { type AcquireOptions, type PoolLogger, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
@@ -48,7 +68,7 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface CloseEvent {
   readonly code: number | null
   readonly signal: string | null
-  /** Set when the worker did not end normally: a crash or a lease timeout. */
+  /** Set when the worker did not end normally: a crash, a lease timeout, a broken pipe (`WorkerStdioError`) or a protocol violation (`ProtocolError`). */
   readonly error?: Error | undefined
 }
 
@@ -64,12 +84,21 @@ export interface CodexWorkerHandle {
   /** The server's answer to `initialize`, sent once when the process started. */
   readonly initializeResult: unknown
   /**
+   * Identifies the process behind this lease: the same object for every lease
+   * of the same worker, another for another worker (even one that reuses a
+   * pid). Key per-process caches (a `WeakMap`) by it; it has no methods.
+   */
+  readonly workerKey: object
+  /**
    * Sends a request of the pinned app-server protocol and resolves with its
    * typed result (e.g. `v2.ThreadStartResponse` for `"thread/start"`; see
    * `CodexProtocol`); params are optional for a method that takes none.
    * Static types only: the result is not checked at runtime.
    * Params that do not have the method's params type select the untyped
-   * overload below, whose result is `unknown`.
+   * overload below, whose result is `unknown`. Rejects with
+   * `WorkerNotLeasedError` once the lease has ended. Bad `options`
+   * (`timeoutMs` not a number >= 0, `signal` not an `AbortSignal`, an unknown
+   * option) reject with `PoolOptionsError` naming them, and nothing is sent.
    */
   request<M extends CodexProtocol.ClientRequestMethod>(
     method: M,
@@ -78,21 +107,32 @@ export interface CodexWorkerHandle {
       { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
     >
   ): Promise<CodexProtocol.RequestResult<M>>
-  /** Sends a request and resolves with its result. */
+  /**
+   * Sends a request and resolves with its result. Rejects with
+   * `WorkerNotLeasedError` once the lease has ended, and with
+   * `PoolOptionsError` for bad `options` (nothing is sent then).
+   */
   request(
     method: string,
     params?: unknown,
     options?: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
   ): Promise<unknown>
-  /** Sends a notification. */
+  /** Sends a notification. Rejects with `WorkerNotLeasedError` once the lease has ended. */
   notify(method: string, params?: unknown): Promise<void>
-  /** Answers a server request (an approval, a tool call). */
+  /** Answers a server request (an approval, a tool call). Rejects with `WorkerNotLeasedError` once the lease has ended. */
   respond(id: JsonRpcId, result: unknown): Promise<void>
-  /** Answers a server request with an error. */
+  /** Answers a server request with an error. Rejects with `WorkerNotLeasedError` once the lease has ended. */
   respondError(id: JsonRpcId, error: JsonRpcErrorObject): Promise<void>
-  /** Calls `listener` for every notification and server request; returns the unsubscribe. */
+  /**
+   * Calls `listener` for every notification and server request until the
+   * lease ends (it is then removed); returns the unsubscribe.
+   */
   onMessage(listener: (message: CodexWorker.IncomingMessage) => void): () => void
-  /** Calls `listener` once when the process exits or the channel breaks; returns the unsubscribe. */
+  /**
+   * Calls `listener` once when the process exits or the channel breaks, if
+   * that happens before the lease ends (at once if it already has); returns
+   * the unsubscribe.
+   */
   onClose(listener: (event: CloseEvent) => void): () => void
 }
 
@@ -108,12 +148,27 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`.
+ * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`, and
+ * how the pool logs.
  *
  * @since 0.1.0
  * @category models
  */
-export type CodexWorkerPoolOptions = CodexWorkerPool.Options
+export interface CodexWorkerPoolOptions extends CodexWorkerPool.Options {
+  /**
+   * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
+   * every line codex writes to stderr (`pid`), JSON-RPC details. Default
+   * false: debug lines are not even produced.
+   */
+  readonly debug?: boolean | undefined
+  /**
+   * Where every line the pool writes goes: the above with `debug`, and
+   * always warnings (lease timeouts, JSON-RPC lines that are not JSON,
+   * listeners that threw, kill failures...). Default: Effect's default logger
+   * (the console).
+   */
+  readonly logger?: PoolLogger | undefined
+}
 
 /** The options of `CodexWorkerHandle.request`. */
 interface RequestCallOptions {
@@ -121,13 +176,14 @@ interface RequestCallOptions {
   readonly timeoutMs?: number | undefined
 }
 
-const WorkerKey: unique symbol = Symbol.for("codex-worker-pool/CodexWorkerHandle/worker")
-
-/** Runs `effect`, settling with its value, its failure, or `signal.reason` on abort. */
-const toPromise = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
+/**
+ * Runs `effect` with the pool's logging (`context`), settling with its value,
+ * its failure, or `signal.reason` on abort.
+ */
+const toPromise = <A, E>(context: Context.Context<never>, effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
   if (signal?.aborted) return Promise.reject(signal.reason)
   return new Promise<A>((resolve, reject) => {
-    const fiber = Effect.runFork(effect)
+    const fiber = Effect.runForkWith(context)(effect)
     const onAbort = () => {
       reject(signal!.reason)
       fiber.interruptUnsafe()
@@ -141,46 +197,163 @@ const toPromise = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Pro
   })
 }
 
-const makeHandle = (worker: CodexWorker.CodexWorker): CodexWorkerHandle & { readonly [WorkerKey]: CodexWorker.CodexWorker } => ({
-  [WorkerKey]: worker,
-  pid: worker.pid,
-  initializeResult: worker.initializeResult,
-  // `any`: the typed overload of `request` declares the result type of each protocol method.
-  request: (method: string, params?: unknown, options?: RequestCallOptions): Promise<any> => {
-    const timeoutMs = options?.timeoutMs
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
-      return Promise.reject(new PoolOptionsError({
-        message: `Invalid request options: timeoutMs: Expected a number of milliseconds >= 0, got ${timeoutMs}.`
-      }))
+const notLeased = (operation: "request" | "notify" | "respond" | "respondError") =>
+  Promise.reject(new WorkerNotLeasedError({ operation }))
+
+const noop = () => {}
+
+type Worker = CodexWorker.CodexWorker
+
+/**
+ * The handle of one lease: the slot it was leased from and that lease's
+ * number. It is live while the slot is under that lease; the facade sets the
+ * number to -1 as the lease ends through it, and a hand-off to the next
+ * holder moves the slot to another number, so a stale handle never matches.
+ * One small object per lease, its methods on the prototype.
+ */
+class LeaseHandle implements CodexWorkerHandle {
+  readonly pid: number
+  readonly initializeResult: unknown
+  readonly #pool: CodexPromisePool
+  readonly #slot: Slot<Worker>
+  #lease: number
+  /** The unsubscribes of listeners registered through this handle (created on the first). */
+  #subscriptions: Set<() => void> | undefined = undefined
+
+  constructor(pool: CodexPromisePool, slot: Slot<Worker>) {
+    this.#pool = pool
+    this.#slot = slot
+    this.#lease = slot.lease
+    this.pid = slot.worker.pid
+    this.initializeResult = slot.worker.initializeResult
+  }
+
+  /** The slot `held` was leased from, when it is a handle of `pool`. */
+  static slotIn(pool: CodexPromisePool, held: unknown): Slot<Worker> | undefined {
+    return typeof held === "object" && held !== null && #pool in held && held.#pool === pool ? held.#slot : undefined
+  }
+
+  /** The lease `handle` stands for (-1 once it ended through the facade). */
+  static leaseOf(handle: LeaseHandle): number {
+    return handle.#lease
+  }
+
+  /** Ends `handle`: it no longer matches any lease and its listeners are removed. */
+  static revoke(handle: LeaseHandle): void {
+    handle.#lease = -1
+    const subscriptions = handle.#subscriptions
+    if (subscriptions !== undefined) {
+      handle.#subscriptions = undefined
+      for (const unsubscribe of subscriptions) unsubscribe()
     }
+  }
+
+  get workerKey(): object {
+    return this.#pool.keyOf(this.#slot.worker)
+  }
+
+  /** True while the lease this handle stands for is the slot's current one. */
+  #live(): boolean {
+    return this.#lease === this.#slot.lease && this.#slot.state !== "idle"
+  }
+
+  // `any`: the typed overload of `request` declares the result type of each protocol method.
+  request(method: string, params?: unknown, options?: RequestCallOptions): Promise<any> {
+    if (!this.#live()) return notLeased("request")
+    const invalid = checkRequestOptions(options)
+    if (invalid !== undefined) return Promise.reject(invalid)
+    const timeoutMs = options?.timeoutMs
     return toPromise(
-      worker.request(method, params, { timeout: timeoutMs === undefined || timeoutMs === 0 ? undefined : timeoutMs }),
+      this.#pool.logContext,
+      this.#slot.worker.request(method, params, {
+        timeout: timeoutMs === undefined || timeoutMs === 0 ? undefined : timeoutMs
+      }),
       options?.signal
     )
-  },
-  notify: (method, params) => toPromise(worker.notify(method, params)),
-  respond: (id, result) => toPromise(worker.respond(id, result)),
-  respondError: (id, error) => toPromise(worker.respondError(id, error)),
-  onMessage: (listener) => worker.subscribe(listener),
-  onClose: (listener) =>
-    worker.onClose((info) =>
+  }
+
+  notify(method: string, params?: unknown): Promise<void> {
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.notify(method, params)) : notLeased("notify")
+  }
+
+  respond(id: JsonRpcId, result: unknown): Promise<void> {
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.respond(id, result)) : notLeased("respond")
+  }
+
+  respondError(id: JsonRpcId, error: JsonRpcErrorObject): Promise<void> {
+    return this.#live()
+      ? toPromise(this.#pool.logContext, this.#slot.worker.respondError(id, error))
+      : notLeased("respondError")
+  }
+
+  onMessage(listener: (message: CodexWorker.IncomingMessage) => void): () => void {
+    if (!this.#live()) return noop
+    // The check covers a message being delivered as the lease ends (the
+    // channel calls a snapshot of its listeners).
+    return this.#track(this.#slot.worker.subscribe((message) => {
+      if (this.#live()) listener(message)
+    }))
+  }
+
+  onClose(listener: (event: CloseEvent) => void): () => void {
+    if (!this.#live()) return noop
+    return this.#track(this.#slot.worker.onClose((info) => {
+      if (this.#lease !== this.#slot.lease) return
       listener({
         code: info.code,
         signal: info.signal,
         error: info.error._tag === "ChannelClosedError" ? undefined : info.error
       })
-    )
-})
+    }))
+  }
 
-class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPromiseWorkerPool {
-  readonly #workers: ReadonlySet<CodexWorker.CodexWorker>
-  constructor(
-    internals: Internals<CodexWorkerHandle>,
-    scope: Scope.Closeable,
-    workers: ReadonlySet<CodexWorker.CodexWorker>
-  ) {
+  #track(unsubscribe: () => void): () => void {
+    // The listener ended the lease already (`onClose` of a closed worker calls it at once).
+    if (this.#lease !== this.#slot.lease) {
+      unsubscribe()
+      return noop
+    }
+    const subscriptions = this.#subscriptions ??= new Set()
+    subscriptions.add(unsubscribe)
+    return () => {
+      if (subscriptions.delete(unsubscribe)) unsubscribe()
+    }
+  }
+}
+
+/**
+ * The Codex facade: the generic facade over a pool of `CodexWorker`s, handing
+ * out a `LeaseHandle` per lease.
+ *
+ * @internal
+ */
+export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> implements CodexPromiseWorkerPool {
+  readonly #workers: ReadonlySet<Worker>
+  readonly #keys = new WeakMap<Worker, object>()
+  /** The pool's logging, for what the handles run (requests, notifications, answers). */
+  readonly logContext: Context.Context<never>
+  constructor(internals: Internals<Worker>, scope: Scope.Closeable, workers: ReadonlySet<Worker>) {
     super(internals, scope)
     this.#workers = workers
+    this.logContext = internals.logContext
+  }
+  override grant(slot: Slot<Worker>): CodexWorkerHandle {
+    return new LeaseHandle(this, slot)
+  }
+  override slotOf(held: CodexWorkerHandle): Slot<Worker> | undefined {
+    return LeaseHandle.slotIn(this, held)
+  }
+  override leaseOf(held: CodexWorkerHandle): number {
+    return LeaseHandle.leaseOf(held as LeaseHandle)
+  }
+  override revoke(held: CodexWorkerHandle): void {
+    LeaseHandle.revoke(held as LeaseHandle)
+  }
+  /** The `workerKey` of `worker`'s handles. */
+  keyOf(worker: Worker): object {
+    let key = this.#keys.get(worker)
+    if (key === undefined) this.#keys.set(worker, key = Object.freeze({ pid: worker.pid }))
+    return key
   }
   override stats(): CodexWorkerPool.Stats {
     return { ...super.stats(), ...processStats(this.#workers) }
@@ -195,20 +368,24 @@ class CodexPromisePool extends PromisePool<CodexWorkerHandle> implements CodexPr
  * @since 0.1.0
  * @category constructors
  */
-export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
-  const settings = validate(options)
+export const createCodexWorkerPool = (
+  options: CodexWorkerPoolOptions = {},
+  /** @internal The test pool's fake workers (src/testing); real processes when absent. */
+  makeWorker?: MakeWorker | undefined
+): CodexPromiseWorkerPool => {
+  const settings = validate(options, true)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
     const parts = Effect.runSync(
-      makeParts<CodexWorkerHandle>(settings, {
-        wrap: makeHandle,
-        unwrap: (handle) => (handle as ReturnType<typeof makeHandle>)[WorkerKey]
-      }).pipe(Scope.provide(scope), Effect.provideContext(context))
+      makeParts(settings).pipe(
+        withLogging(settings.logging),
+        makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
+        Scope.provide(scope),
+        Effect.provideContext(context)
+      )
     )
-    const pool = parts.pool as WorkerPool.WorkerPool<CodexWorkerHandle, unknown> & {
-      readonly [CoreKey]: Internals<CodexWorkerHandle>
-    }
+    const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
     return new CodexPromisePool(pool[CoreKey], scope, parts.workers)
   } catch (error) {
     Effect.runFork(Scope.close(scope, Exit.void))
@@ -216,4 +393,4 @@ export const createCodexWorkerPool = (options: CodexWorkerPoolOptions = {}): Cod
   }
 }
 
-export type { AcquireOptions }
+export type { AcquireOptions, PoolLogger }

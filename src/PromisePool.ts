@@ -13,6 +13,22 @@
  * aborts after the worker was handed over does not release it: the caller
  * owns the worker and must `release` it (prefer `use`, which always does).
  *
+ * Leases: this pool hands out your own worker objects, so `release(worker)`
+ * and `invalidate(worker)` name a worker, not a lease, and nothing tells an
+ * old reference from the current holder's. Caught, with `WorkerNotLeasedError`
+ * and nothing changed: releasing a worker that is not leased out at the moment
+ * (released twice while it sits idle, invalidated, or never acquired from this
+ * pool), and invalidating an object that is not from this pool. Not caught:
+ * once a released worker has gone to the next caller (a waiter gets it at
+ * once), a second `release(worker)` ends that caller's lease, `invalidate`
+ * takes its worker out of service, and whatever the old reference does to the
+ * worker reaches the new holder's. `use` is safe from its own side: it ends
+ * only the lease it started, even when `fn` has released the worker already.
+ * Prefer `use`, and drop a worker reference at release. (The Codex pool's
+ * facade hands out a handle per lease and refuses stale ones.) After
+ * `shutdown()`, releasing a worker the pool no longer leases is ignored: the
+ * shutdown timeout may have ended that lease.
+ *
  * @example
  * ```ts
  * import { createWorkerPool } from "codex-worker-pool"
@@ -29,12 +45,20 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, References, Schema, Scope } from "effect"
+import { Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
 import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
-import { CountOrInfinity, decodeOptions, Function, IntAtLeast, Millis } from "./internal/options.ts"
+import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
+import {
+  checkAcquireOptions,
+  CountOrInfinity,
+  decodeOptions,
+  Function,
+  IntAtLeast,
+  Millis
+} from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf } from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
 
@@ -72,12 +96,42 @@ export interface WorkerPoolOptions<W> {
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
-  /** Log queueing and hand-offs at debug level (Effect's default logger). Default false. */
+  /**
+   * Log at debug level too: each acquire queued (`queued`: the queue length)
+   * and each hand-off (`waitedMs`, `queued`). Default false: debug lines are
+   * not even produced.
+   */
   readonly debug?: boolean | undefined
+  /**
+   * Where the pool's log lines go (queueing and hand-offs with `debug`, lease
+   * timeouts, `destroy` and `onLeaseTimeout` failures...). Default: Effect's
+   * default logger (the console).
+   */
+  readonly logger?: PoolLogger | undefined
 }
 
 /**
- * Options of one acquire.
+ * A host's logger, to route the pool's log lines to. Each method gets the
+ * line's message and its structured fields: `pool` and `pool_id` (the pool's
+ * name and its metrics id), the line's own values (`queued`, `waitedMs`),
+ * `pid` for a Codex worker's lines, `error` and `cause` (pretty-printed) for
+ * failures. `console` fits, and so do most logging libraries. A method that
+ * throws loses that line, never breaks the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolLogger {
+  debug(message: string, fields: Readonly<Record<string, unknown>>): void
+  info(message: string, fields: Readonly<Record<string, unknown>>): void
+  warn(message: string, fields: Readonly<Record<string, unknown>>): void
+  error(message: string, fields: Readonly<Record<string, unknown>>): void
+}
+
+/**
+ * Options of one acquire. Bad ones (`timeoutMs` not a number >= 0, `signal`
+ * not an `AbortSignal`, an unknown option) reject the acquire with
+ * `PoolOptionsError` naming them, before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -109,7 +163,8 @@ export interface PromiseWorkerPool<W> extends AsyncDisposable {
   /**
    * Returns a leased worker: it goes straight to the oldest waiter, or back to
    * the idle list. Throws `WorkerNotLeasedError` (changing nothing) for a worker
-   * that is not leased out at the moment.
+   * that is not leased out at the moment. See the module's notes on leases for
+   * what a stale release of a bare worker object can still do.
    */
   release(worker: W): void
   /**
@@ -117,7 +172,11 @@ export interface PromiseWorkerPool<W> extends AsyncDisposable {
    * leased worker this ends the lease too: do not `release` it afterwards.
    */
   invalidate(worker: W): Promise<void>
-  /** Acquires, runs `fn`, and releases the worker however `fn` ends. */
+  /**
+   * Acquires, runs `fn`, and releases the worker however `fn` ends. It ends
+   * only the lease it started: if `fn` released the worker itself, nothing more
+   * happens.
+   */
   use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
   /** The counts now. */
   stats(): PoolStats
@@ -138,22 +197,25 @@ const OptionsSchema = Schema.Struct({
   onLeaseTimeout: Schema.optional(Function),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String),
-  debug: Schema.optional(Schema.Boolean)
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
 })
 
 /** A waiter that is a pending promise, optionally abortable. */
-class PromiseWaiter<W> extends Waiter<W> {
-  readonly promise: Promise<W>
-  resolve!: (worker: W) => void
+class PromiseWaiter<W, H> extends Waiter<W> {
+  readonly promise: Promise<H>
+  resolve!: (held: H) => void
   reject!: (error: unknown) => void
+  readonly pool: PromisePool<W, H>
   readonly core: PoolCore<W>
   readonly signal: AbortSignal | undefined
 
-  constructor(core: PoolCore<W>, signal: AbortSignal | undefined) {
+  constructor(pool: PromisePool<W, H>, core: PoolCore<W>, signal: AbortSignal | undefined) {
     super()
+    this.pool = pool
     this.core = core
     this.signal = signal
-    this.promise = new Promise<W>((resolve, reject) => {
+    this.promise = new Promise<H>((resolve, reject) => {
       this.resolve = resolve
       this.reject = reject
     })
@@ -162,7 +224,7 @@ class PromiseWaiter<W> extends Waiter<W> {
 
   succeed(slot: Slot<W>): void {
     this.signal?.removeEventListener("abort", this)
-    this.resolve(slot.worker)
+    this.resolve(this.pool.grant(slot))
   }
 
   fail(failure: WaiterFailure): void {
@@ -179,19 +241,14 @@ class PromiseWaiter<W> extends Waiter<W> {
 /** The error a failed create rejected with (or the defect it died with). */
 const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
 
-/** A per-call timeout in the core's terms (0: none), or -1 when invalid. */
-const checkTimeout = (timeoutMs: number): number =>
-  !(timeoutMs >= 0) ? -1 : timeoutMs === Infinity ? 0 : timeoutMs
-
-const badTimeout = (timeoutMs: unknown) =>
-  new PoolOptionsError({
-    message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${
-      String(timeoutMs)
-    }.`
-  })
-
-/** The facade over a pool's core. @internal */
-export class PromisePool<W> implements PromiseWorkerPool<W> {
+/**
+ * The facade over a pool's core. The core holds workers `W`; a lease is handed
+ * out as `H`: the worker itself here, a lease-scoped handle in a subclass that
+ * overrides `grant`, `slotOf`, `leaseOf` and `revoke`.
+ *
+ * @internal
+ */
+export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
   readonly #core: PoolCore<W>
   readonly #internals: Internals<W>
   readonly #scope: Scope.Closeable
@@ -204,54 +261,96 @@ export class PromisePool<W> implements PromiseWorkerPool<W> {
     this.#scope = scope
   }
 
-  acquire(options?: AcquireOptions): Promise<W> {
-    const signal = options?.signal
-    if (signal?.aborted) return Promise.reject(signal.reason)
+  /** What the current lease of `slot` is handed out as (called as the lease begins): the worker itself. */
+  grant(slot: Slot<W>): H {
+    return slot.worker as unknown as H
+  }
+
+  /** The slot `held` was leased from, or `undefined` when it is not from this pool. */
+  slotOf(held: H): Slot<W> | undefined {
+    return this.#core.slots.get(held as unknown as W)
+  }
+
+  /**
+   * The lease of `slot` that `held` stands for. A bare worker cannot tell its
+   * leases apart: it stands for whichever lease its slot is under now.
+   */
+  leaseOf(_held: H, slot: Slot<W>): number {
+    return slot.lease
+  }
+
+  /** The lease `held` stands for is ending through this facade; runs before the worker moves on. */
+  revoke(_held: H): void {}
+
+  acquire(options?: AcquireOptions): Promise<H> {
+    let signal: AbortSignal | undefined
     let timeout: number | undefined
-    if (options?.timeoutMs !== undefined) {
-      timeout = checkTimeout(options.timeoutMs)
-      if (timeout < 0) return Promise.reject(badTimeout(options.timeoutMs))
+    if (options !== undefined) {
+      // Before anything else: bad options never queue, lease or abort anything.
+      const invalid = checkAcquireOptions(options)
+      if (invalid !== undefined) return Promise.reject(invalid)
+      signal = options.signal
+      if (signal?.aborted) return Promise.reject(signal.reason)
+      if (options.timeoutMs !== undefined) timeout = options.timeoutMs === Infinity ? 0 : options.timeoutMs
     }
     const core = this.#core
     const slot = core.take()
-    if (slot !== undefined) return Promise.resolve(slot.worker)
-    const waiter = new PromiseWaiter(core, signal)
+    if (slot !== undefined) return Promise.resolve(this.grant(slot))
+    const waiter = new PromiseWaiter(this, core, signal)
     core.enqueue(waiter, timeout)
     return waiter.promise
   }
 
-  release(worker: W): void {
-    const slot = this.#core.slots.get(worker)
-    if (slot !== undefined && this.#core.release(slot)) return
-    // After shutdown, a lease may already have been ended by the shutdown timeout.
-    if (!this.#core.closed) throw new WorkerNotLeasedError({ operation: "release" })
+  release(held: H): void {
+    const core = this.#core
+    const slot = this.slotOf(held)
+    if (slot !== undefined) {
+      const lease = this.leaseOf(held, slot)
+      if (slot.state === "leased" && slot.lease === lease) {
+        // First, so that nothing of this lease runs once the worker has moved on.
+        this.revoke(held)
+        core.release(slot, lease)
+        return
+      }
+      // After shutdown, a lease may already have been ended by the shutdown timeout.
+      if (core.closed && slot.lease === lease) return
+    } else if (core.closed) {
+      // ... and its worker finalized since.
+      return
+    }
+    throw new WorkerNotLeasedError({ operation: "release" })
   }
 
-  invalidate(worker: W): Promise<void> {
+  invalidate(held: H): Promise<void> {
     const core = this.#core
-    const slot = core.slots.get(worker)
+    const slot = this.slotOf(held)
     if (slot === undefined) {
       return core.closed ? Promise.resolve() : Promise.reject(new WorkerNotLeasedError({ operation: "invalidate" }))
     }
+    const lease = this.leaseOf(held, slot)
+    // A handle of an ended lease: its worker is idle or serves someone else.
+    if (slot.lease !== lease) return Promise.reject(new WorkerNotLeasedError({ operation: "invalidate" }))
     if (slot.state === "leased") {
+      this.revoke(held)
       core.invalidate(slot)
-      core.release(slot)
+      core.release(slot, lease)
     } else {
       core.invalidate(slot)
     }
     return this.#internals.whenFinalized(slot)
   }
 
-  async use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A> {
-    const worker = await this.acquire(options)
-    const slot = this.#core.slots.get(worker)!
-    const lease = slot.lease
+  async use<A>(fn: (worker: H, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A> {
+    const held = await this.acquire(options)
+    const slot = this.slotOf(held)!
+    const lease = this.leaseOf(held, slot)
     const signal = options?.signal === undefined
       ? this.#abortOnShutdown.signal
       : AbortSignal.any([options.signal, this.#abortOnShutdown.signal])
     try {
-      return await fn(worker, signal)
+      return await fn(held, signal)
     } finally {
+      this.revoke(held)
       // Unless `fn` already ended this lease (release, invalidate) or shutdown did.
       this.#core.release(slot, lease)
     }
@@ -297,22 +396,24 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
       catch: (error) => error
     }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
   // The create stays interruptible (unlike in `Effect.acquireRelease`), so
-  // shutdown aborts its signal; a worker it delivers anyway is destroyed.
-  const createEffect = Effect.callback<W, unknown>((resume, signal) => {
-    let created: Promise<W>
-    try {
-      created = Promise.resolve(create(signal))
-    } catch (error) {
-      return resume(Effect.fail(error))
-    }
-    created.then(
-      (worker) => {
-        if (signal.aborted) Effect.runFork(finalizer(worker))
-        else resume(Effect.succeed(worker))
-      },
-      (error) => resume(Effect.fail(error))
-    )
-  })
+  // shutdown aborts its signal; a worker it delivers anyway is destroyed, in
+  // the pool's context (its logger).
+  const createEffect = Effect.flatMap(Effect.context<never>(), (context) =>
+    Effect.callback<W, unknown>((resume, signal) => {
+      let created: Promise<W>
+      try {
+        created = Promise.resolve(create(signal))
+      } catch (error) {
+        return resume(Effect.fail(error))
+      }
+      created.then(
+        (worker) => {
+          if (signal.aborted) Effect.runForkWith(context)(finalizer(worker))
+          else resume(Effect.succeed(worker))
+        },
+        (error) => resume(Effect.fail(error))
+      )
+    }))
   const acquire = Effect.uninterruptibleMask((restore) =>
     Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
   )
@@ -333,8 +434,8 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     name: o.name,
     provider: o.provider
   }).pipe(
-    Scope.provide(scope),
-    Effect.provideService(References.MinimumLogLevel, o.debug === true ? "Debug" : "Info")
+    withLogging({ debug: o.debug === true, logger: options.logger }),
+    Scope.provide(scope)
   )
   const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
     readonly [CoreKey]: Internals<W>

@@ -27,6 +27,7 @@ export {
 export {
   createWorkerPool,
   type AcquireOptions,
+  type PoolLogger,
   type PoolStats,
   type PromiseWorkerPool,
   type WorkerPoolOptions
@@ -38,11 +39,13 @@ export {
   LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
+  ProtocolError,
   QueueFullError,
   RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
-  type WorkerSpawnReason
+  type WorkerSpawnReason,
+  WorkerStdioError
 } from "./errors.ts"

@@ -24,14 +24,17 @@ import {
   createCodexWorkerPool
 } from "../src/CodexPromisePool.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
+import type { PoolLogger } from "../src/PromisePool.ts"
 import {
   JsonRpcError,
   LeaseTimeoutError,
   PoolOptionsError,
   RequestTimeoutError,
   WorkerCrashedError,
+  WorkerNotLeasedError,
   WorkerSpawnError
 } from "../src/errors.ts"
+import { createTestCodexWorkerPool } from "../src/testing/TestCodexWorkerPool.ts"
 import {
   fakePoolOptions,
   isLivePid,
@@ -108,6 +111,10 @@ const runTurn = async (
     unsubscribe()
   }
 }
+
+/** What the fake app-server has read since it started (its `cwp/received` answer). */
+const receivedBy = async (worker: CodexWorkerHandle): Promise<Array<string>> =>
+  ((await bounded(worker.request("cwp/received"), "cwp/received")) as { received: Array<string> }).received
 
 const deltasOf = (messages: ReadonlyArray<IncomingMessage>) =>
   messages.filter((m) => m.method === "item/agentMessage/delta").map((m) => (m.params as { delta: string }).delta)
@@ -451,6 +458,37 @@ describe("createCodexWorkerPool", () => {
       expect(await noMarkedProcessLeft()).toBe(true)
     })
 
+    it("bad request options reject with PoolOptionsError naming them, and nothing is sent", async () => {
+      const pool = createCodexWorkerPool(fake())
+      const started: Array<string> = []
+      const errors = await pool.use(async (worker) => {
+        const unsubscribe = worker.onMessage((message) => {
+          if (message.method === "thread/started") started.push((message.params as { thread: { id: string } }).thread.id)
+        })
+        const bad: Array<unknown> = [{ signal: {} }, { timeoutMs: "50" }, { timeoutMs: null }, { timeout: 50 }]
+        const errors = []
+        for (const options of bad) {
+          const result = worker.request("thread/start", { ephemeral: true }, options as never)
+          expect(result).toBeInstanceOf(Promise)
+          errors.push(await rejection(result))
+        }
+        // A good request after them: its thread/started is the only one (the server answers in order).
+        const { thread } = (await worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+        expect(await waitUntil(() => started.length > 0)).toBe(true)
+        unsubscribe()
+        expect(started).toEqual([thread.id])
+        return errors
+      })
+      expect(errors.map((e) => e instanceof PoolOptionsError && e.message)).toEqual([
+        "Invalid request options: signal: Expected an AbortSignal, got an object.",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got \"50\".",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got null.",
+        "Invalid request options: timeout: unknown option."
+      ])
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
     it("a request with timeoutMs rejects with RequestTimeoutError when no answer comes", async () => {
       const pool = createCodexWorkerPool(fake())
       const error = await pool.use((worker) =>
@@ -463,9 +501,275 @@ describe("createCodexWorkerPool", () => {
     })
   })
 
-  describe("pool", () => {
-    it("with poolSize 1 a second use starts after the first releases and reuses the same process", async () => {
+  describe("lease-scoped handles", () => {
+    it("a stale release after the worker went to a waiter throws WorkerNotLeasedError and leaves that lease alone", async () => {
       const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const first = await pool.acquire()
+      const handedOver = pool.acquire()
+      expect(pool.stats().queued).toBe(1)
+      pool.release(first)
+      const second = await bounded(handedOver, "the hand-off")
+      expect(second.pid).toBe(first.pid)
+      expect(second).not.toBe(first)
+
+      const third = pool.acquire()
+      expect(() => pool.release(first)).toThrow(WorkerNotLeasedError)
+      // The second holder still holds the worker: the third still waits, and the second's lease works.
+      expect(pool.stats()).toMatchObject({ busy: 1, idle: 0, queued: 1 })
+      expect(await bounded(second.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      pool.release(second)
+      pool.release(await bounded(third, "the third acquire"))
+      expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, queued: 0, created: 1 })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a stale handle's request, notify, respond and respondError reject with WorkerNotLeasedError and send nothing", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      pool.release(stale)
+      const current = await pool.acquire()
+      expect(current.pid).toBe(stale.pid)
+      const before = await receivedBy(current)
+
+      const errors = await Promise.all([
+        rejection(stale.request("cwp/stale-request", {})),
+        rejection(stale.notify("cwp/stale-notify", {})),
+        rejection(stale.respond(41, { decision: "accept" })),
+        rejection(stale.respondError(42, { code: -32601, message: "no" }))
+      ].map((pending) => bounded(pending, "the stale call's rejection")))
+      expect(errors.map((error) => error instanceof WorkerNotLeasedError)).toEqual([true, true, true, true])
+      expect(errors.map((error) => error.operation)).toEqual(["request", "notify", "respond", "respondError"])
+      expect(errors[0].message).toContain("Nothing was sent")
+
+      // The process read nothing from the stale handle: only the current holder's own calls.
+      const after = await receivedBy(current)
+      expect(after).toEqual([...before, "cwp/received"])
+      pool.release(current)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("listeners of a released handle stop firing while the next holder's fire", async () => {
+      const pool = createCodexWorkerPool(fake(["--deltas=2"], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      const staleMessages: Array<IncomingMessage> = []
+      const staleCloses: Array<CloseEvent> = []
+      stale.onMessage((message) => staleMessages.push(message))
+      stale.onClose((event) => staleCloses.push(event))
+      pool.release(stale)
+      // Registered after the lease ended: never fires either.
+      stale.onMessage((message) => staleMessages.push(message))
+
+      const current = await pool.acquire()
+      const currentCloses: Array<CloseEvent> = []
+      current.onClose((event) => currentCloses.push(event))
+      const messages = await runTurn(current, "mine")
+      expect(deltasOf(messages)).toEqual(["echo: mine", " 1"])
+      expect(staleMessages).toEqual([])
+
+      process.kill(current.pid, "SIGKILL")
+      expect(await waitUntil(() => currentCloses.length > 0)).toBe(true)
+      expect(currentCloses[0]).toMatchObject({ code: null, signal: "SIGKILL" })
+      expect(staleCloses).toEqual([])
+      pool.release(current)
+      await pool.shutdown()
+      expect(staleMessages).toEqual([])
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a listener that releases mid-turn silences the handle's other listeners at once; the next holder hears the rest", async () => {
+      const pool = createCodexWorkerPool(fake(["--deltas=4", "--delta-delay-ms=20"], { poolSize: 1 }))
+      const first = await pool.acquire()
+      const heardByFirst: Array<string> = []
+      first.onMessage((message) => {
+        if (message.method === "item/agentMessage/delta") pool.release(first)
+      })
+      // Called after the listener above for the same message, once the lease has ended.
+      first.onMessage((message) => heardByFirst.push(message.method))
+      const heardBySecond: Array<string> = []
+      const second = pool.acquire().then((worker) => {
+        worker.onMessage((message) => heardBySecond.push(message.method))
+        return worker
+      })
+      const { thread } = (await first.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+      await first.request("turn/start", { threadId: thread.id, input: textInput("handed over mid-turn") })
+      const next = await bounded(second, "the hand-off")
+      expect(await waitUntil(() => heardBySecond.includes("turn/completed"))).toBe(true)
+      expect(heardByFirst).not.toContain("item/agentMessage/delta")
+      expect(heardByFirst).not.toContain("turn/completed")
+      expect(heardBySecond.filter((method) => method === "item/agentMessage/delta")).toHaveLength(3)
+      pool.release(next)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("invalidate through a stale handle rejects with WorkerNotLeasedError and leaves the worker in service", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const stale = await pool.acquire()
+      await bounded(stale.request("thread/start", {}), "thread/start")
+      pool.release(stale)
+      const current = await pool.acquire()
+      const error = await bounded(rejection(pool.invalidate(stale)), "the stale invalidate")
+      expect(error).toBeInstanceOf(WorkerNotLeasedError)
+      expect(error).toMatchObject({ operation: "invalidate" })
+      expect(pool.stats()).toMatchObject({ busy: 1, workers: 1, finalizing: 0, finalized: 0 })
+      expect(await bounded(current.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      // An invalidated handle is dead too.
+      await bounded(pool.invalidate(current), "invalidate")
+      expect(() => pool.release(current)).toThrow(WorkerNotLeasedError)
+      expect((await rejection(current.request("thread/start", {}))).operation).toBe("request")
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("each use callback gets a handle of its own, dead once use has returned", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const used = await pool.use(async (worker) => {
+        await worker.request("thread/start", {})
+        return worker
+      })
+      expect(() => pool.release(used)).toThrow(WorkerNotLeasedError)
+      expect(await bounded(rejection(used.request("thread/start", {})), "the stale request")).toBeInstanceOf(
+        WorkerNotLeasedError
+      )
+      const again = await pool.use(async (worker) => worker)
+      const held = await pool.acquire()
+      expect(new Set([used, again, held]).size).toBe(3)
+      // Every lease of the same process: the same pid and workerKey.
+      expect([again.pid, held.pid]).toEqual([used.pid, used.pid])
+      expect([again.workerKey, held.workerKey]).toEqual([used.workerKey, used.workerKey])
+      expect(again.workerKey).toBe(used.workerKey)
+      expect(held.initializeResult).toEqual(used.initializeResult)
+      pool.release(held)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a handle of another pool is refused by release and invalidate", async () => {
+      const pool = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const other = createCodexWorkerPool(fake([], { poolSize: 1 }))
+      const foreign = await other.acquire()
+      expect(() => pool.release(foreign)).toThrow(WorkerNotLeasedError)
+      expect(await bounded(rejection(pool.invalidate(foreign)), "the foreign invalidate")).toBeInstanceOf(
+        WorkerNotLeasedError
+      )
+      expect(await bounded(foreign.request("thread/start", {}), "thread/start")).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      other.release(foreign)
+      await Promise.all([pool.shutdown(), other.shutdown()])
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+  })
+
+  describe("logging", () => {
+    type Line = readonly [level: string, message: string, fields: Readonly<Record<string, unknown>>]
+    /** A host logger recording every call. */
+    const recorder = () => {
+      const lines: Array<Line> = []
+      const logger: PoolLogger = {
+        debug: (message, fields) => void lines.push(["debug", message, fields]),
+        info: (message, fields) => void lines.push(["info", message, fields]),
+        warn: (message, fields) => void lines.push(["warn", message, fields]),
+        error: (message, fields) => void lines.push(["error", message, fields])
+      }
+      return { lines, logger }
+    }
+
+    it("with debug, codex's stderr lines reach the host logger with the worker's pid and the pool's ids", async () => {
+      const { lines, logger } = recorder()
+      const name = `stderr-${marker}`
+      const pool = createCodexWorkerPool(fake(["--stderr-noise"], { debug: true, logger, name }))
+      const pid = await pool.use(async (worker) => {
+        await worker.request("thread/start", { ephemeral: true })
+        return worker.pid
+      })
+      const received = (line: Line) =>
+        line[0] === "debug" && line[1].startsWith("codex app-server stderr: ") && line[1].includes("recv ")
+      // stderr is read on its own: the line may arrive just after the answer.
+      expect(await waitUntil(() => lines.some((l) => received(l) && l[1].includes("thread/start")))).toBe(true)
+      expect(lines.find(received)![2]).toMatchObject({ pid, pool: name, pool_id: `${name}#1` })
+      // The pool's own debug lines come the same way.
+      expect(lines.some(([level, message]) => level === "debug" && message === "worker-pool: acquire queued")).toBe(true)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("without debug, no stderr line (no debug line at all) reaches the host logger", async () => {
+      const { lines, logger } = recorder()
+      const pool = createCodexWorkerPool(fake(["--stderr-noise"], { logger }))
+      await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+      expect(lines.filter(([level]) => level === "debug")).toEqual([])
+    })
+
+    it("a JSON-RPC warning (a stdout line that is not JSON) reaches the host logger without debug", async () => {
+      const { lines, logger } = recorder()
+      const name = `garbage-${marker}`
+      const pool = createCodexWorkerPool(fake(["--garbage"], { logger, name }))
+      await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      const warning = lines.find(([level, message]) =>
+        level === "warn" && message.startsWith("JSON-RPC: skipping a line that is not JSON: garbage:")
+      )
+      expect(warning?.[2]).toMatchObject({ pool: name, pool_id: `${name}#1` })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("an onClose listener that throws is a warning to the host logger, with the error", async () => {
+      const { lines, logger } = recorder()
+      const pool = createCodexWorkerPool(fake([], { logger }))
+      const worker = await pool.acquire()
+      worker.onClose(() => {
+        throw new Error("listener went wrong")
+      })
+      process.kill(worker.pid, "SIGKILL")
+      const threw = (line: Line) => line[0] === "warn" && line[1] === "codex worker: an onClose listener threw"
+      expect(await waitUntil(() => lines.some(threw))).toBe(true)
+      expect(lines.find(threw)![2]["error"]).toMatchObject({ message: "listener went wrong" })
+      pool.release(worker)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a host logger that throws breaks nothing", async () => {
+      const fail = () => {
+        throw new Error("the host logger is broken")
+      }
+      const pool = createCodexWorkerPool(
+        fake(["--garbage", "--stderr-noise"], { debug: true, logger: { debug: fail, info: fail, warn: fail, error: fail } })
+      )
+      const result = await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      expect(result).toMatchObject({ thread: { id: expect.any(String) } })
+      expect(await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it.each([
+      ["logger.error", { logger: { debug() {}, info() {}, warn() {} } }],
+      ["logger.warn", { logger: { debug() {}, info() {}, warn: 1, error() {} } }],
+      ["debug", { debug: 1 }]
+    ])("a bad %s throws PoolOptionsError naming it", (name, options) => {
+      expect(() => createCodexWorkerPool(options as unknown as CodexWorkerPoolOptions)).toThrow(
+        expect.objectContaining({ _tag: "PoolOptionsError", message: expect.stringContaining(`${name}: `) })
+      )
+      expect(liveByMarker(marker)).toEqual([])
+    })
+  })
+
+  describe("pool", () => {
+    // Pure pool semantics: scripted fake workers (no process) suffice.
+    it("with poolSize 1 a second use starts after the first releases and reuses the same worker", async () => {
+      const pool = createTestCodexWorkerPool({ poolSize: 1 })
       const events: Array<string> = []
       let finishFirst: (() => void) | undefined
       const first = pool.use(async (worker) => {
@@ -486,7 +790,7 @@ describe("createCodexWorkerPool", () => {
       expect(secondPid).toBe(firstPid)
       expect(pool.stats()).toMatchObject({ created: 1, workers: 1 })
       await pool.shutdown()
-      expect(await noMarkedProcessLeft()).toBe(true)
+      expect(pool.fakes.all.map((worker) => worker.finalized)).toEqual([true])
     })
 
     it("stats count codex with its MCP-like children and their memory, and 0 after shutdown", async () => {

@@ -22,10 +22,13 @@
  * no live process carries its marker (zombies count as dead). afterEach shuts
  * down what a failed test left and SIGKILLs marked survivors by PID.
  *
- * Not covered here: what the model shows beyond text (reasoning, Codex's
- * actions, approvals, images, structured output): see
- * test/aiSdkRealFeatures.test.ts (real binary) and test/aiSdkTurn.test.ts
- * (recorded streams).
+ * Approvals: a scripted shell command (`Reply.shellCommand`) on a thread with
+ * `approvalPolicy: "untrusted"` makes the real binary ask for one offline.
+ *
+ * Not covered here: the rest of what the model shows beyond text (reasoning,
+ * Codex's actions, images, structured output, every server request): see
+ * test/aiSdkRealFeatures.test.ts (real binary), test/aiSdkTurn.test.ts
+ * (recorded streams) and test/aiSdkServerRequests.test.ts (fake app-server).
  *
  * Limits: needs the native codex binary (@openai/codex-linux-x64) and Linux
  * /proc. Every wait is bounded and no assertion depends on timing. A slow turn
@@ -39,17 +42,16 @@ import type { IncomingMessage } from "../src/CodexWorker.ts"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { type CodexPoolLike, createCodexProvider, type ThreadDefaults } from "../src/ai-sdk/index.ts"
 import { LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
-import { type ModelServer, startModelServer } from "./fixtures/modelServer.ts"
+import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
+import * as Reply from "../src/testing/Reply.ts"
+import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
-  type CodexHome,
-  codexArgs,
   codexBinaryPath,
-  codexEnv,
   findMarkedProcesses,
   isAlive,
   killMarkedProcesses,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
@@ -163,7 +165,7 @@ const setup = (
   const { ephemeral = true, ...poolOptions } = options
   const pool = createCodexWorkerPool({
     command: codexBinaryPath(),
-    args: codexArgs({ baseUrl: server.url, marker }),
+    args: markedCodexArgs(server.url, marker),
     env: codexEnv({ codexHome: home.path }),
     poolSize: 1,
     // A worker a failing test leaves leased must not hold up afterEach's shutdown.
@@ -471,6 +473,33 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
     await shutdownAndCheck(pool)
   })
 
+  it("an approval codex asks for is answered by the approvals option: decline by default, accept runs the command", {
+    timeout: TEST_TIMEOUT_MS
+  }, async () => {
+    const { pool } = setup({ poolSize: 1 })
+    const threadDefaults: ThreadDefaults = { ephemeral: true, approvalPolicy: "untrusted", sandbox: "danger-full-access" }
+    const asked: Array<string> = []
+    const declining = createCodexProvider({ pool, threadDefaults })("mock-model")
+    const accepting = createCodexProvider({
+      pool,
+      threadDefaults,
+      approvals: ({ method }) => {
+        asked.push(method)
+        return "accept"
+      }
+    })("mock-model")
+    server.enqueue(Reply.shellCommand(`echo declined-${marker}`), Reply.text("not run"))
+    const declined = await within(generateText({ model: declining, prompt: prompt("may I?") }), "the declined call")
+    expect(declined.text).toBe("not run")
+    expect(String(server.requests.at(-1)!.toolOutputs[0]?.output)).toContain("rejected by user")
+    server.enqueue(Reply.shellCommand(`echo accepted-${marker}`), Reply.text("ran"))
+    const accepted = await within(generateText({ model: accepting, prompt: prompt("please") }), "the accepted call")
+    expect(accepted.text).toBe("ran")
+    expect(asked).toEqual(["item/commandExecution/requestApproval"])
+    expect(String(server.requests.at(-1)!.toolOutputs[0]?.output)).toContain(`accepted-${marker}`)
+    await shutdownAndCheck(pool)
+  })
+
   it("a failing model gives streamText an error part with the server's message, and the worker serves the next call", {
     timeout: TEST_TIMEOUT_MS
   }, async () => {
@@ -571,6 +600,28 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
       `assistant: ${echo(prompt("first"))}`,
       `user: ${prompt("second")}`
     ])
+    await shutdownAndCheck(pool)
+  })
+
+  // Each lease has a handle of its own: what a worker has loaded is remembered per process (`workerKey`).
+  it("a continued ephemeral thread on the same worker is continued directly, though the lease is a new one", {
+    timeout: TEST_TIMEOUT_MS
+  }, async () => {
+    const { pool, model, observed } = setup({ poolSize: 1, ephemeral: true })
+    const question: ModelMessage = { role: "user", content: prompt("first") }
+    const first = await within(generateText({ model, messages: [question] }), "the first call")
+    const threadId = (first.providerMetadata?.["codex"] as { threadId?: string } | undefined)?.threadId
+    expect(threadId).toEqual(expect.any(String))
+    const second = await within(
+      generateText({ model, messages: [question, ...first.response.messages, { role: "user", content: prompt("second") }] }),
+      "the second call"
+    )
+    expect(observed.leases).toHaveLength(2)
+    expect(observed.leases[1]).not.toBe(observed.leases[0])
+    expect(observed.leases[1]!.workerKey).toBe(observed.leases[0]!.workerKey)
+    // codex cannot resume an ephemeral thread: the same id means the loaded thread was continued directly.
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
+    expect(second.text).toBe(echo(prompt("second")))
     await shutdownAndCheck(pool)
   })
 

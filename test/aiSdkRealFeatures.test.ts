@@ -1,8 +1,9 @@
 /**
  * What the AI SDK model shows of Codex beyond text, against the REAL
- * `codex app-server` binary and the offline model server, scripted to stream
+ * `codex app-server` binary and the offline model server
+ * (`codex-worker-pool/testing`), scripted with `Reply` parts to stream
  * reasoning, call `exec_command` and `apply_patch`, call a dynamic tool, and
- * answer with JSON (frames in test/fixtures/modelServerScripts.ts).
+ * answer with JSON.
  *
  * What it pins: `streamText` and `generateText` show reasoning, a command
  * execution as a provider-executed tool call with its streamed and final
@@ -27,24 +28,15 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type CodexPromiseWorkerPool, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { type CodexProviderOptions, createCodexProvider } from "../src/ai-sdk/index.ts"
-import { type ModelServer, type ScriptedFrame, startModelServer } from "./fixtures/modelServer.ts"
+import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
+import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
+import * as Reply from "../src/testing/Reply.ts"
 import {
-  customToolCallFrames,
-  functionCallFrames,
-  lastUserContent,
-  messageFrames,
-  reasoningFrames,
-  toolOutputs
-} from "./fixtures/modelServerScripts.ts"
-import {
-  type CodexHome,
-  codexArgs,
   codexBinaryPath,
-  codexEnv,
   findMarkedProcesses,
   killMarkedProcesses,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { within as withinMs } from "./helpers/wait.ts"
 
@@ -59,17 +51,13 @@ const PNG = Buffer.from(
 const COMMAND = "for i in 1 2 3; do echo line $i; sleep 0.3; done"
 
 /** The model's first reply for each `[script:NAME]` prompt; a request after a tool output gets text. */
-const scripts: Readonly<Record<string, (index: number) => Array<ScriptedFrame>>> = {
-  command: (i) => [
-    ...reasoningFrames(`rs_${i}`, ["Counting **lines**"]),
-    ...functionCallFrames(`fc_${i}`, `call_${i}`, "exec_command", { cmd: COMMAND, login: false })
-  ],
-  approval: (i) => functionCallFrames(`fc_${i}`, `call_${i}`, "exec_command", { cmd: "echo approved", login: false }),
-  patch: (i) =>
-    customToolCallFrames(`ct_${i}`, `call_${i}`, "apply_patch", "*** Begin Patch\n*** Add File: note.txt\n+from codex\n*** End Patch\n"),
-  tool: (i) => functionCallFrames(`fc_${i}`, `call_${i}`, "lookup_ticket", { id: "T-7" }),
-  json: (i) => messageFrames(`msg_${i}`, "{\"name\":\"Ada\",\"age\":36}", 3),
-  look: (i) => messageFrames(`msg_${i}`, "I see a pixel.")
+const scripts: Readonly<Record<string, Reply.Reply>> = {
+  command: [Reply.reasoning("Counting **lines**", { deltas: 1 }), Reply.shellCommand(COMMAND)],
+  approval: Reply.shellCommand("echo approved"),
+  patch: Reply.applyPatch("*** Begin Patch\n*** Add File: note.txt\n+from codex\n*** End Patch\n"),
+  tool: Reply.functionCall("lookup_ticket", { id: "T-7" }),
+  json: Reply.text("{\"name\":\"Ada\",\"age\":36}"),
+  look: Reply.text("I see a pixel.")
 }
 
 let server: ModelServer
@@ -79,10 +67,10 @@ const pools: Array<CodexPromiseWorkerPool> = []
 
 beforeAll(async () => {
   server = await startModelServer({
-    script: ({ body, index, userText }) => {
-      if (toolOutputs(body).length > 0) return messageFrames(`msg_${index}`, "All done.", 2)
-      const name = /\[script:(\w+)\]/.exec(userText)?.[1]
-      return name === undefined ? undefined : scripts[name]?.(index)
+    respond: (request) => {
+      if (request.toolOutputs.length > 0) return Reply.text("All done.", { deltas: 2 })
+      const name = /\[script:(\w+)\]/.exec(request.userText)?.[1]
+      return name === undefined ? undefined : scripts[name]
     },
     usage: (_request, _text, deltas) => ({
       input_tokens: 100,
@@ -119,7 +107,7 @@ const setup = (
 ) => {
   const pool = createCodexWorkerPool({
     command: codexBinaryPath(),
-    args: codexArgs({ baseUrl: server.url, marker }),
+    args: markedCodexArgs(server.url, marker),
     env: codexEnv({ codexHome: home.path }),
     poolSize: 1,
     shutdownTimeoutMs: 1_000,
@@ -238,8 +226,8 @@ describe("AI SDK over real codex: reasoning and Codex's actions", () => {
       })
       expect(parts.find((p) => p.type === "tool-error")).toMatchObject({ error: { success: false } })
       // Codex gave the model our answer as the tool's output.
-      const followUp = server.requests.find((r) => r.userText.includes(text) && toolOutputs(r.body).length > 0)!
-      expect(JSON.stringify(toolOutputs(followUp.body)[0]!.output)).toContain("is not available")
+      const followUp = server.requests.find((r) => r.userText.includes(text) && r.toolOutputs.length > 0)!
+      expect(JSON.stringify(followUp.toolOutputs[0]!.output)).toContain("is not available")
       await shutdownAndCheck(pool)
     } finally {
       rmSync(cwd, { recursive: true, force: true })
@@ -262,8 +250,7 @@ describe("AI SDK over real codex: input and output formats", () => {
       "the call"
     )
     expect(result.text).toBe("I see a pixel.")
-    const images = lastUserContent(modelRequest(text)!.body).filter((part) => part["type"] === "input_image")
-    expect(images.map((image) => image["image_url"])).toEqual([`data:image/png;base64,${PNG.toString("base64")}`])
+    expect(modelRequest(text)!.images).toEqual([`data:image/png;base64,${PNG.toString("base64")}`])
     const tempAfter = readdirSync(os.tmpdir()).filter((name) =>
       name.startsWith("codex-worker-pool-ai-sdk-") && !tempBefore.has(name)
     )

@@ -86,14 +86,13 @@ describe("providerOptions.codex", () => {
     expect(sandboxPolicyOf("danger-full-access")).toEqual({ type: "dangerFullAccess" })
   })
 
-  it("become lease options: account, workspace, and the thread as affinity hint, only when set", () => {
+  it("become lease options: account and workspace, only when set", () => {
     const signal = new AbortController().signal
-    expect(acquireOptions(signal, {}, undefined)).toEqual({ signal })
-    expect(acquireOptions(signal, { account: "a", workspace: "w" }, "t")).toEqual({
+    expect(acquireOptions(signal, {})).toEqual({ signal })
+    expect(acquireOptions(signal, { account: "a", workspace: "w", threadId: "t" })).toEqual({
       signal,
       account: "a",
-      workspace: "w",
-      prefer: "t"
+      workspace: "w"
     })
   })
 })

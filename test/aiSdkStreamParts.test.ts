@@ -89,20 +89,20 @@ describe("stream parts of recorded codex streams", () => {
     const blocks = new Map<string, string>()
     for (const part of ofType(parts, "reasoning-delta")) blocks.set(part.id, (blocks.get(part.id) ?? "") + part.delta)
     expect(Object.fromEntries(blocks)).toEqual({
-      "rs_1:s0": "Reading the **question**",
-      "rs_1:s1": "Planning the answer",
-      "rs_1:c0": "raw chain of thought"
+      "rs_1_0:s0": "Reading the **question**",
+      "rs_1_0:s1": "Planning the answer",
+      "rs_1_0:c0": "raw chain of thought"
     })
     // The first summary part ends when the second is added, before the second starts.
     const order = parts.map((part) => `${part.type} ${(part as { id?: string }).id ?? ""}`)
-    expect(order.indexOf("reasoning-end rs_1:s0")).toBeLessThan(order.indexOf("reasoning-start rs_1:s1"))
+    expect(order.indexOf("reasoning-end rs_1_0:s0")).toBeLessThan(order.indexOf("reasoning-start rs_1_0:s1"))
     expect(ofType(parts, "text-delta").map((part) => part.delta).join("")).toBe("The answer is 42.")
   })
 
   it("command: input is the command and cwd; output streams as preliminary results; the final result has it all", () => {
     const parts = mapAll(loadStream("command"))
     const [call] = ofType(parts, "tool-call")
-    expect(call).toMatchObject({ toolName: "codex_command_execution", toolCallId: "call_1" })
+    expect(call).toMatchObject({ toolName: "codex_command_execution", toolCallId: "call_1_1" })
     expect(JSON.parse(call!.input)).toEqual({
       command: "/bin/bash -c 'for i in 1 2 3; do echo line $i; sleep 0.3; done'",
       cwd: "/workspace"

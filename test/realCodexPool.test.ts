@@ -34,17 +34,15 @@ import {
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { WorkerSpawnError } from "../src/errors.ts"
-import { type ModelServer, startModelServer } from "./fixtures/modelServer.ts"
+import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
+import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
-  type CodexHome,
-  codexArgs,
   codexBinaryPath,
-  codexEnv,
   findMarkedProcesses,
   isAlive,
   killMarkedProcesses,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { until as untilWithin, within as withinMs } from "./helpers/wait.ts"
 
@@ -89,7 +87,7 @@ const until = (predicate: () => boolean, what: string) => untilWithin(predicate,
 /** Options for a pool of real codex workers carrying this test's marker. */
 const codexOptions = () => ({
   command: codexBinaryPath(),
-  args: codexArgs({ baseUrl: server.url, marker }),
+  args: markedCodexArgs(server.url, marker),
   env: codexEnv({ codexHome: home.path })
 })
 

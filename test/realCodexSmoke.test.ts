@@ -15,16 +15,15 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type ModelServer, type ModelServerMode, startModelServer } from "./fixtures/modelServer.ts"
+import { type ModelServer, type ModelServerMode, startModelServer } from "../src/testing/ModelServer.ts"
+import { codexEnv, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
-  codexArgs,
-  codexBinaryPath,
-  codexEnv,
   childPids,
+  codexBinaryPath,
   findMarkedProcesses,
   isAlive,
-  makeCodexHome,
-  makeMarker
+  makeMarker,
+  markedCodexArgs
 } from "./helpers/codex.ts"
 import { within } from "./helpers/wait.ts"
 
@@ -63,8 +62,8 @@ interface AppServer {
 const withTimeout = <A>(promise: Promise<A>, what: string): Promise<A> => within(promise, what, WAIT_MS)
 
 const spawnAppServer = (baseUrl: string, codexHome: string, marker: string): AppServer => {
-  const child: ChildProcessWithoutNullStreams = spawn(codexBinaryPath(), codexArgs({ baseUrl, marker }), {
-    env: codexEnv({ codexHome }),
+  const child: ChildProcessWithoutNullStreams = spawn(codexBinaryPath(), markedCodexArgs(baseUrl, marker), {
+    env: { ...process.env, ...codexEnv({ codexHome }) },
     stdio: ["pipe", "pipe", "pipe"]
   })
   const pid = child.pid

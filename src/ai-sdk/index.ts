@@ -29,12 +29,12 @@
  * assistant message carries a thread id in its provider metadata (which this
  * model writes on every part and on `finish`): then it continues that thread
  * and sends only the messages after it. A worker that has the thread loaded
- * continues it directly; another one asks for `thread/resume` (and the pool
- * gets the thread id as an affinity hint, `prefer`); a thread that cannot be
- * resumed (an ephemeral thread that lived on another worker) is replaced by
- * a new one that gets the whole conversation, unless the thread was named
- * explicitly (then the call fails). System messages become a new thread's
- * `developerInstructions`.
+ * continues it directly; another one asks for `thread/resume`; a thread that
+ * cannot be resumed (an ephemeral thread that lived on another worker) is
+ * replaced by a new one that gets the whole conversation, unless the thread
+ * was named explicitly (then the call fails). System messages become a new
+ * thread's `developerInstructions`. `account` and `workspace` go to the
+ * pool's `acquire`; the thread is not passed as an affinity hint yet.
  *
  * Limits: AI SDK function tools are not passed to Codex (a later addition;
  * see `toolParking.ts`); sampling settings (temperature, topP, ...) are not

@@ -205,7 +205,7 @@ export class CodexLanguageModel implements LanguageModelV3 {
       streamToolOutput: streaming && (merged.streamToolOutput ?? settings.streamToolOutput),
       signal: options.abortSignal
     }
-    const worker = await settings.pool.acquire(acquireOptions(options.abortSignal, merged, resumeId))
+    const worker = await settings.pool.acquire(acquireOptions(options.abortSignal, merged))
     const turn = new Turn(worker, settings, request)
     return {
       stream: turn.stream,

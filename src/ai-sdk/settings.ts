@@ -202,7 +202,7 @@ export const turnParams = (
 
 /**
  * The options of a pool's `acquire` for a call: the abort signal, and the
- * account, workspace and thread affinity the pool may honour.
+ * account and workspace the pool may honour.
  *
  * @since 0.1.0
  * @category models
@@ -213,18 +213,21 @@ export interface CodexAcquireOptions {
   readonly account?: string | undefined
   /** The workspace a worker should serve. */
   readonly workspace?: string | undefined
-  /** An affinity hint: the thread this call continues, so a worker that has it loaded is preferred. */
+  /**
+   * An affinity hint: the thread this call continues, so a worker that has it
+   * loaded is preferred. Not sent yet: the pool's `acquire` refuses keys it
+   * does not know, and it does not take `prefer` today.
+   */
   readonly prefer?: string | undefined
 }
 
-/** The lease options of a call; keys that are not set are left out. */
-export const acquireOptions = (
-  signal: AbortSignal | undefined,
-  settings: CodexCallOptions,
-  prefer: string | undefined
-): CodexAcquireOptions => ({
+/**
+ * The lease options of a call: `account` and `workspace` only when set (a
+ * pool that does not take them refuses the call with a `PoolOptionsError`
+ * naming the option, rather than ignoring them).
+ */
+export const acquireOptions = (signal: AbortSignal | undefined, settings: CodexCallOptions): CodexAcquireOptions => ({
   signal,
   ...(settings.account === undefined ? {} : { account: settings.account }),
-  ...(settings.workspace === undefined ? {} : { workspace: settings.workspace }),
-  ...(prefer === undefined ? {} : { prefer })
+  ...(settings.workspace === undefined ? {} : { workspace: settings.workspace })
 })

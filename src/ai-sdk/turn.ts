@@ -69,8 +69,8 @@ export type ThreadDefaults = Readonly<Omit<Partial<CodexProtocol.v2.ThreadStartP
 /** The provider's settings, shared by its calls. */
 export interface ProviderSettings {
   readonly pool: CodexPoolLike
-  /** Threads each worker has loaded: those are continued without `thread/resume`. */
-  readonly loadedThreads: WeakMap<CodexWorkerHandle, Set<string>>
+  /** Threads each worker has loaded (by `workerKey`: a handle is per lease): continued without `thread/resume`. */
+  readonly loadedThreads: WeakMap<object, Set<string>>
   readonly threadDefaults: ThreadDefaults
   readonly interruptTimeoutMs: number
   readonly serverRequestTimeoutMs: number
@@ -216,8 +216,9 @@ export class Turn {
 
   #loadedThreads(): Set<string> {
     const all = this.#settings.loadedThreads
-    let loaded = all.get(this.#worker)
-    if (loaded === undefined) all.set(this.#worker, loaded = new Set())
+    const key = this.#worker.workerKey
+    let loaded = all.get(key)
+    if (loaded === undefined) all.set(key, loaded = new Set())
     return loaded
   }
 

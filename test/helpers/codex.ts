@@ -1,27 +1,22 @@
 /**
- * Helpers for running the real `codex app-server` offline against the mock
- * model server (test/fixtures/modelServer.ts).
+ * Test helpers for the real `codex app-server` run offline. The codex
+ * configuration and the model server themselves are part of the package
+ * (src/testing: `codexArgs`, `codexEnv`, `makeCodexHome`, `startModelServer`);
+ * what is here is test-only: the path of the native binary, a marker for a
+ * test's codex processes, and /proc-based lookups to find and end them.
  *
- * What it provides: the path of the native codex binary, the argument list
- * and environment for a run that talks only to 127.0.0.1, a throwaway
- * CODEX_HOME, and /proc-based lookups to find and end the processes a test
- * started (by the marker it put on their command line).
- *
- * Guarantees: the args never reach a network host other than the given base
- * URL (remote features and analytics are switched off, retries are 0); the
- * marker rides on a real, harmless config key
+ * Guarantees: the marker rides on a real, harmless config key
  * (`shell_environment_policy.set.CWP_MARKER`), so codex raises no
  * "unrecognized configuration" warning, and it also shows up in the
- * environment of any command codex itself would run. The process helpers only
+ * environment of any command codex itself runs. The process helpers only
  * ever signal PIDs whose command line contains the marker.
  *
  * Limits: Linux only (native binary layout, /proc); tested with codex-cli
  * 0.169.0. No dependencies beyond node built-ins.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import { readdirSync, readFileSync } from "node:fs"
 import { nativeCodexBinary } from "../../src/internal/codexBinary.ts"
+import { codexArgs, type CodexArgsOptions } from "../../src/testing/codexConfig.ts"
 
 /**
  * Absolute path of the native codex binary. `CODEX_BINARY` in the environment
@@ -41,91 +36,18 @@ export const codexBinaryPath = (): string => {
   return found
 }
 
-/** Settings for {@link codexArgs}. */
-export interface CodexArgsOptions {
-  /** Model server base URL ending in `/v1`, e.g. `ModelServer.url`. */
-  readonly baseUrl: string
-  /** A unique string put on the command line so the process can be found in /proc. */
-  readonly marker?: string
-  /** Model name sent to the server; default `"mock-model"`. */
-  readonly model?: string
-  /** More `-c key=value` overrides, appended last (so they win). */
-  readonly config?: ReadonlyArray<string>
-}
-
-/** Name of the environment variable that carries the model server's API key. */
-export const MOCK_API_KEY_ENV = "MOCK_API_KEY"
-
-/** The `-c` override that carries a marker (exported so tests can search for it). */
-export const markerArg = (marker: string): string => `shell_environment_policy.set.CWP_MARKER=${tomlString(marker)}`
-
 /**
- * Arguments for an offline `codex app-server` on stdio: model provider `mock`
- * at `baseUrl` (Responses wire API, no retries), remote plugins/apps/tool
- * suggestions and analytics off, shell snapshots off (otherwise every thread
- * runs the user's login shell, `bash -lc`, as a child of codex), and the
- * marker if given.
+ * The `-c` override that carries a marker: pass it in `codexArgs({ config: [markerArg(marker)] })`
+ * (exported so tests can search for it).
  */
-export const codexArgs = (options: CodexArgsOptions): Array<string> => {
-  const provider = `{name="Mock",base_url=${tomlString(options.baseUrl)},env_key="${MOCK_API_KEY_ENV}",` +
-    `wire_api="responses",request_max_retries=0,stream_max_retries=0}`
-  const args = [
-    "app-server",
-    "-c",
-    `model=${tomlString(options.model ?? "mock-model")}`,
-    "-c",
-    "model_provider=mock",
-    "-c",
-    `model_providers.mock=${provider}`,
-    "-c",
-    "features.plugins=false",
-    "-c",
-    "features.apps=false",
-    "-c",
-    "features.remote_plugin=false",
-    "-c",
-    "features.tool_suggest=false",
-    "-c",
-    "analytics.enabled=false",
-    "-c",
-    "features.shell_snapshot=false"
-  ]
-  if (options.marker !== undefined) args.push("-c", markerArg(options.marker))
-  for (const override of options.config ?? []) args.push("-c", override)
-  return args
-}
+export const markerArg = (marker: string): string => `shell_environment_policy.set.CWP_MARKER=${JSON.stringify(marker)}`
 
-/** Environment for codex: the current one plus `CODEX_HOME`, the mock API key and `extra`. */
-export const codexEnv = (
-  options: { readonly codexHome: string; readonly apiKey?: string; readonly extra?: Record<string, string> }
-): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value
-  env["CODEX_HOME"] = options.codexHome
-  env[MOCK_API_KEY_ENV] = options.apiKey ?? "mock-key"
-  return { ...env, ...options.extra }
-}
-
-/** A temporary CODEX_HOME; `cleanup()` removes it (idempotent, never throws). */
-export interface CodexHome {
-  readonly path: string
-  cleanup(): void
-}
-
-/** Creates a fresh, empty CODEX_HOME under the OS temp dir. */
-export const makeCodexHome = (prefix = "cwp-codex-home-"): CodexHome => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
-  return {
-    path: dir,
-    cleanup: () => {
-      try {
-        rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
-      } catch {
-        // best effort
-      }
-    }
-  }
-}
+/** `codexArgs` for the model server at `baseUrl` (`server.url`), with the override carrying `marker`. */
+export const markedCodexArgs = (
+  baseUrl: string,
+  marker: string,
+  options: Omit<CodexArgsOptions, "baseUrl"> = {}
+): Array<string> => codexArgs({ ...options, baseUrl, config: [markerArg(marker), ...(options.config ?? [])] })
 
 /** A unique marker for one test's processes. */
 export const makeMarker = (label = "t"): string =>
@@ -207,4 +129,3 @@ export const killMarkedProcesses = async (marker: string, timeoutMs = 5_000): Pr
   return signalled
 }
 
-const tomlString = (value: string): string => JSON.stringify(value)

@@ -1,7 +1,9 @@
 /**
- * Tests of the mock Responses-API server (test/fixtures/modelServer.ts) on its
- * own, over plain fetch: each mode, per-request mode selection, recording and
- * shutdown. No timing assertions; every wait is bounded by the test timeout.
+ * Tests of the offline Responses-API server (src/testing/ModelServer.ts) on its
+ * own, over plain fetch: each mode, per-request mode selection, scripted
+ * replies (every `Reply` part, the queue, `respond`), recording and shutdown.
+ * What the real codex makes of each part is pinned in ModelServer.codex.test.ts.
+ * No timing assertions; every wait is bounded by the test timeout.
  */
 import { gzipSync } from "node:zlib"
 import { afterEach, describe, expect, it } from "vitest"
@@ -11,7 +13,8 @@ import {
   parseDirectives,
   splitIntoDeltas,
   startModelServer
-} from "./fixtures/modelServer.ts"
+} from "../../src/testing/ModelServer.ts"
+import * as Reply from "../../src/testing/Reply.ts"
 
 interface Frame {
   readonly event: string
@@ -372,5 +375,273 @@ describe("model server helpers", () => {
   it("parseDirectives reads mode, deltas and delay and ignores unknown values", () => {
     expect(parseDirectives("x [mode:slow] [deltas:5] [delay:20]")).toEqual({ mode: "slow", deltas: 5, delayMs: 20 })
     expect(parseDirectives("[mode:bogus] [deltas:0] [delay:-1]")).toEqual({})
+  })
+})
+
+const eventsOf = (frames: ReadonlyArray<Frame>) => frames.map((frame) => frame.event)
+const dataOf = (frames: ReadonlyArray<Frame>, event: string) =>
+  frames.filter((frame) => frame.event === event).map((frame) => frame.data)
+
+describe("scripted replies", () => {
+  it("a text part streams a message like the text mode, with its own delta count", async () => {
+    const server = await serve({ replies: [Reply.text("scripted words", { deltas: 2 })] })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames)).toEqual([
+      "response.created",
+      "response.output_item.added",
+      "response.output_text.delta",
+      "response.output_text.delta",
+      "response.output_item.done",
+      "response.completed"
+    ])
+    expect(deltasOf(frames).join("")).toBe("scripted words")
+    expect(server.requests[0]).toMatchObject({ mode: "scripted", replyText: "scripted words" })
+  })
+
+  it("a reasoning part streams summary parts by summary_index and content by content_index, then the whole item", async () => {
+    const server = await serve({
+      replies: [[Reply.reasoning(["plan A", "plan B"], { content: "raw", deltas: 2 }), Reply.text("answer")]]
+    })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames).slice(0, 17)).toEqual([
+      "response.created",
+      "response.output_item.added",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.reasoning_text.delta",
+      "response.reasoning_text.delta",
+      "response.reasoning_text.done",
+      "response.output_item.done",
+      "response.output_item.added"
+    ])
+    const summaryDeltas = dataOf(frames, "response.reasoning_summary_text.delta")
+    expect(summaryDeltas.map((d) => [d["summary_index"], d["delta"]])).toEqual([[0, "pla"], [0, "n A"], [1, "pla"], [1, "n B"]])
+    expect(dataOf(frames, "response.reasoning_text.delta").map((d) => [d["content_index"], d["delta"]])).toEqual([
+      [0, "ra"],
+      [0, "w"]
+    ])
+    expect(dataOf(frames, "response.output_item.added")[0]).toMatchObject({
+      output_index: 0,
+      item: { type: "reasoning", id: "rs_1_0", summary: [] }
+    })
+    expect(dataOf(frames, "response.output_item.done")[0]).toMatchObject({
+      output_index: 0,
+      item: {
+        type: "reasoning",
+        id: "rs_1_0",
+        summary: [{ type: "summary_text", text: "plan A" }, { type: "summary_text", text: "plan B" }],
+        content: [{ type: "reasoning_text", text: "raw" }]
+      }
+    })
+    // The message after it is the second output item.
+    expect(dataOf(frames, "response.output_item.added")[1]).toMatchObject({ output_index: 1, item: { id: "msg_1_1" } })
+    expect(server.requests[0]!.replyText).toBe("answer")
+  })
+
+  it("a function call part sends the call with JSON arguments and a call id", async () => {
+    const server = await serve({ replies: [Reply.functionCall("lookup_ticket", { id: "T-1" })] })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames)).toEqual([
+      "response.created",
+      "response.output_item.added",
+      "response.function_call_arguments.delta",
+      "response.function_call_arguments.done",
+      "response.output_item.done",
+      "response.completed"
+    ])
+    expect(dataOf(frames, "response.output_item.added")[0]).toMatchObject({
+      item: { type: "function_call", name: "lookup_ticket", call_id: "call_1_0", arguments: "" }
+    })
+    expect(dataOf(frames, "response.output_item.done")[0]).toMatchObject({
+      item: { type: "function_call", id: "fc_1_0", name: "lookup_ticket", call_id: "call_1_0", arguments: '{"id":"T-1"}' }
+    })
+    expect(dataOf(frames, "response.completed")[0]!["response"]).toMatchObject({
+      output: [{ type: "function_call", call_id: "call_1_0" }]
+    })
+  })
+
+  it("shellCommand is a call of codex's exec_command tool", () => {
+    expect(Reply.shellCommand("echo hi", { callId: "c1" })).toEqual({
+      _tag: "FunctionCall",
+      name: "exec_command",
+      arguments: '{"cmd":"echo hi","login":false}',
+      callId: "c1",
+      namespace: undefined
+    })
+  })
+
+  it("a fail part sends response.failed with its code and ends the stream there", async () => {
+    const server = await serve({
+      replies: [[Reply.text("partial"), Reply.fail("slow down", { code: "rate_limit_exceeded" }), Reply.text("never")]]
+    })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames).at(-1)).toBe("response.failed")
+    expect(eventsOf(frames)).not.toContain("response.completed")
+    expect(dataOf(frames, "response.failed")[0]!["response"]).toMatchObject({
+      status: "failed",
+      error: { code: "rate_limit_exceeded", message: "slow down" }
+    })
+    expect(deltasOf(frames).join("")).toBe("partial")
+    expect(server.requests[0]!.usage).toBeUndefined()
+  })
+
+  it("a cut part ends the stream without response.completed", async () => {
+    const server = await serve({ replies: [[Reply.text("abc"), Reply.cut()]] })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames).at(-1)).toBe("response.output_item.done")
+    expect(eventsOf(frames)).not.toContain("response.completed")
+  })
+
+  it("a pause part holds the stream before the next part", async () => {
+    const server = await serve({ replies: [[Reply.text("before"), Reply.pause(600_000), Reply.text("after")]] })
+    const frames = await readUntil(await post(server, codexLikeBody("hi")), (frame) =>
+      frame.event === "response.output_item.done"
+    )
+    expect(deltasOf(frames).join("")).toBe("before")
+    // Bounded by the test timeout: the server sees the hang-up shortly.
+    while (server.requests[0]!.status === "streaming") await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(server.requests[0]!.status).toBe("aborted")
+  })
+
+  it("a usage part sets the usage of response.completed", async () => {
+    const server = await serve({
+      replies: [[Reply.text("x"), Reply.usage({ input: 5, output: 2, cachedInput: 1, reasoningOutput: 1 })]]
+    })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    const usage = {
+      input_tokens: 5,
+      output_tokens: 2,
+      total_tokens: 7,
+      input_tokens_details: { cached_tokens: 1 },
+      output_tokens_details: { reasoning_tokens: 1 }
+    }
+    expect(dataOf(frames, "response.completed")[0]!["response"]).toMatchObject({ usage })
+    expect(server.requests[0]!.usage).toEqual(usage)
+  })
+
+  it("httpError answers with the status, a JSON error body and the extra headers", async () => {
+    const server = await serve({ replies: [Reply.httpError(503, { message: "overloaded", headers: { "x-extra": "1" } })] })
+    const response = await post(server, codexLikeBody("hi"))
+    expect(response.status).toBe(503)
+    expect(response.headers.get("x-extra")).toBe("1")
+    expect(await response.json()).toEqual({
+      error: { message: "overloaded", type: "server_error", code: null, param: null }
+    })
+  })
+
+  it("rateLimited answers 429 with retry-after in whole seconds, or without the header", async () => {
+    const server = await serve({ replies: [Reply.rateLimited({ retryAfterSeconds: 2 }), Reply.rateLimited()] })
+    const limited = await post(server, codexLikeBody("a"))
+    expect(limited.status).toBe(429)
+    expect(limited.headers.get("retry-after")).toBe("2")
+    expect(await limited.json()).toMatchObject({ error: { code: "rate_limit_exceeded" } })
+    const bare = await post(server, codexLikeBody("b"))
+    expect(bare.status).toBe(429)
+    expect(bare.headers.get("retry-after")).toBeNull()
+    await bare.text()
+  })
+
+  it("the constructors reject bad arguments with a TypeError naming them", () => {
+    expect(() => Reply.text("x", { deltas: 0 })).toThrow(/deltas must be an integer >= 1/)
+    expect(() => Reply.pause(-1)).toThrow(/ms must be an integer >= 0/)
+    expect(() => Reply.httpError(200)).toThrow(/status must be an HTTP error status/)
+    expect(() => Reply.rateLimited({ retryAfterSeconds: 0.5 })).toThrow(/retryAfterSeconds must be an integer/)
+    expect(() => Reply.reasoning([1 as unknown as string])).toThrow(/summary\[0\] must be a string/)
+  })
+})
+
+describe("choosing the reply", () => {
+  it("queued replies come first, one per request, then respond, then directives and modes", async () => {
+    const server = await serve({
+      replies: [Reply.text("queued 1")],
+      respond: (request) => (request.userText.includes("scripted") ? Reply.text("from respond") : undefined)
+    })
+    server.enqueue(Reply.text("queued 2"))
+    expect(server.queued).toBe(2)
+    const texts: Array<string> = []
+    for (const prompt of ["scripted", "scripted", "scripted", "plain", "plain [mode:failed]"]) {
+      texts.push(deltasOf(await framesOf(await post(server, codexLikeBody(prompt)))).join(""))
+    }
+    expect(texts).toEqual(["queued 1", "queued 2", "from respond", "Echo: plain", ""])
+    expect(server.requests.map((request) => request.mode)).toEqual(["scripted", "scripted", "scripted", "text", "failed"])
+    expect(server.queued).toBe(0)
+  })
+
+  it("respond may be async, and the request is recorded before it decides", async () => {
+    let decide!: (reply: Reply.Reply) => void
+    const server = await serve({ respond: () => new Promise<Reply.Reply>((resolve) => (decide = resolve)) })
+    const response = post(server, codexLikeBody("wait for me"))
+    while (server.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(server.requests[0]).toMatchObject({ userText: "wait for me", reply: undefined, status: "streaming" })
+    decide(Reply.text("decided"))
+    expect(deltasOf(await framesOf(await response)).join("")).toBe("decided")
+    expect(server.requests[0]!.reply).toMatchObject({ _tag: "Text", text: "decided" })
+  })
+
+  it("a respond that throws is answered with HTTP 500 and recorded as the request's error", async () => {
+    const server = await serve({
+      respond: () => {
+        throw new Error("script bug")
+      }
+    })
+    const response = await post(server, codexLikeBody("hi"))
+    expect(response.status).toBe(500)
+    expect(await response.json()).toMatchObject({ error: { message: "mock model server: respond failed: script bug" } })
+    expect(server.requests[0]!.error).toBe("script bug")
+  })
+
+  it("a reply that is not made of parts is answered with HTTP 500 naming it", async () => {
+    const server = await serve({ replies: [{ _tag: "Bogus" } as unknown as Reply.Reply] })
+    const response = await post(server, codexLikeBody("hi"))
+    expect(response.status).toBe(500)
+    await response.text()
+    expect(server.requests[0]!.error).toMatch(/not a Reply part/)
+  })
+})
+
+describe("recorded requests", () => {
+  it("record the authorization header, the model, the tools offered, this turn's tool outputs and images", async () => {
+    const server = await serve()
+    const body = {
+      model: "gpt-test",
+      input: [
+        { type: "message", role: "user", content: [{ type: "input_text", text: "earlier" }] },
+        { type: "function_call_output", call_id: "old", output: "from an earlier turn" },
+        {
+          type: "message",
+          role: "user",
+          content: [{ type: "input_text", text: "look" }, { type: "input_image", image_url: "data:image/png;base64,AAAA" }]
+        },
+        { type: "function_call", call_id: "c1", name: "exec_command", arguments: "{}" },
+        { type: "function_call_output", call_id: "c1", output: "ran" }
+      ],
+      tools: [{ type: "function", name: "exec_command" }, { type: "namespace", name: "multi_agent_v1" }, {
+        type: "web_search"
+      }]
+    }
+    const response = await fetch(`${server.url}/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+      body: JSON.stringify(body)
+    })
+    await response.text()
+    expect(server.requests[0]).toMatchObject({
+      index: 1,
+      authorization: "Bearer sk-test",
+      model: "gpt-test",
+      userText: "look",
+      images: ["data:image/png;base64,AAAA"],
+      toolNames: ["exec_command", "multi_agent_v1", "web_search"],
+      toolOutputs: [{ callId: "c1", output: "ran" }]
+    })
+    expect(server.requests[0]!.headers["authorization"]).toBe("Bearer sk-test")
   })
 })
