@@ -47,17 +47,19 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, identity, Layer, Scope } from "effect"
+import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
+import { WorkerNotLeasedError } from "./errors.ts"
 import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
 import type { Slot } from "./internal/core.ts"
+import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
+import { checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
-import { type AcquireOptions, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
+import { type AcquireOptions, type PoolLogger, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
@@ -69,7 +71,7 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface CloseEvent {
   readonly code: number | null
   readonly signal: string | null
-  /** Set when the worker did not end normally: a crash or a lease timeout. */
+  /** Set when the worker did not end normally: a crash, a lease timeout, a broken pipe (`WorkerStdioError`) or a protocol violation (`ProtocolError`). */
   readonly error?: Error | undefined
 }
 
@@ -97,7 +99,9 @@ export interface CodexWorkerHandle {
    * Static types only: the result is not checked at runtime.
    * Params that do not have the method's params type select the untyped
    * overload below, whose result is `unknown`. Rejects with
-   * `WorkerNotLeasedError` once the lease has ended.
+   * `WorkerNotLeasedError` once the lease has ended. Bad `options`
+   * (`timeoutMs` not a number >= 0, `signal` not an `AbortSignal`, an unknown
+   * option) reject with `PoolOptionsError` naming them, and nothing is sent.
    */
   request<M extends CodexProtocol.ClientRequestMethod>(
     method: M,
@@ -106,7 +110,11 @@ export interface CodexWorkerHandle {
       { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }
     >
   ): Promise<CodexProtocol.RequestResult<M>>
-  /** Sends a request and resolves with its result. Rejects with `WorkerNotLeasedError` once the lease has ended. */
+  /**
+   * Sends a request and resolves with its result. Rejects with
+   * `WorkerNotLeasedError` once the lease has ended, and with
+   * `PoolOptionsError` for bad `options` (nothing is sent then).
+   */
   request(
     method: string,
     params?: unknown,
@@ -143,12 +151,27 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`.
+ * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, and how
+ * the pool logs.
  *
  * @since 0.1.0
  * @category models
  */
-export type CodexWorkerPoolOptions = CodexWorkerPool.Options
+export interface CodexWorkerPoolOptions extends CodexWorkerPool.Options {
+  /**
+   * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
+   * every line codex writes to stderr (`pid`), JSON-RPC details. Default
+   * false: debug lines are not even produced.
+   */
+  readonly debug?: boolean | undefined
+  /**
+   * Where every line the pool writes goes: the above with `debug`, and
+   * always warnings (lease timeouts, JSON-RPC lines that are not JSON,
+   * listeners that threw, kill failures...). Default: Effect's default logger
+   * (the console).
+   */
+  readonly logger?: PoolLogger | undefined
+}
 
 /** The options of `CodexWorkerHandle.request`. */
 interface RequestCallOptions {
@@ -156,11 +179,14 @@ interface RequestCallOptions {
   readonly timeoutMs?: number | undefined
 }
 
-/** Runs `effect`, settling with its value, its failure, or `signal.reason` on abort. */
-const toPromise = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
+/**
+ * Runs `effect` with the pool's logging (`context`), settling with its value,
+ * its failure, or `signal.reason` on abort.
+ */
+const toPromise = <A, E>(context: Context.Context<never>, effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
   if (signal?.aborted) return Promise.reject(signal.reason)
   return new Promise<A>((resolve, reject) => {
-    const fiber = Effect.runFork(effect)
+    const fiber = Effect.runForkWith(context)(effect)
     const onAbort = () => {
       reject(signal!.reason)
       fiber.interruptUnsafe()
@@ -237,13 +263,11 @@ class LeaseHandle implements CodexWorkerHandle {
   // `any`: the typed overload of `request` declares the result type of each protocol method.
   request(method: string, params?: unknown, options?: RequestCallOptions): Promise<any> {
     if (!this.#live()) return notLeased("request")
+    const invalid = checkRequestOptions(options)
+    if (invalid !== undefined) return Promise.reject(invalid)
     const timeoutMs = options?.timeoutMs
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
-      return Promise.reject(new PoolOptionsError({
-        message: `Invalid request options: timeoutMs: Expected a number of milliseconds >= 0, got ${timeoutMs}.`
-      }))
-    }
     return toPromise(
+      this.#pool.logContext,
       this.#slot.worker.request(method, params, {
         timeout: timeoutMs === undefined || timeoutMs === 0 ? undefined : timeoutMs
       }),
@@ -252,15 +276,17 @@ class LeaseHandle implements CodexWorkerHandle {
   }
 
   notify(method: string, params?: unknown): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.notify(method, params)) : notLeased("notify")
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.notify(method, params)) : notLeased("notify")
   }
 
   respond(id: JsonRpcId, result: unknown): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.respond(id, result)) : notLeased("respond")
+    return this.#live() ? toPromise(this.#pool.logContext, this.#slot.worker.respond(id, result)) : notLeased("respond")
   }
 
   respondError(id: JsonRpcId, error: JsonRpcErrorObject): Promise<void> {
-    return this.#live() ? toPromise(this.#slot.worker.respondError(id, error)) : notLeased("respondError")
+    return this.#live()
+      ? toPromise(this.#pool.logContext, this.#slot.worker.respondError(id, error))
+      : notLeased("respondError")
   }
 
   onMessage(listener: (message: CodexWorker.IncomingMessage) => void): () => void {
@@ -307,9 +333,12 @@ class LeaseHandle implements CodexWorkerHandle {
 export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> implements CodexPromiseWorkerPool {
   readonly #workers: ReadonlySet<Worker>
   readonly #keys = new WeakMap<Worker, object>()
+  /** The pool's logging, for what the handles run (requests, notifications, answers). */
+  readonly logContext: Context.Context<never>
   constructor(internals: Internals<Worker>, scope: Scope.Closeable, workers: ReadonlySet<Worker>) {
     super(internals, scope)
     this.#workers = workers
+    this.logContext = internals.logContext
   }
   override grant(slot: Slot<Worker>): CodexWorkerHandle {
     return new LeaseHandle(this, slot)
@@ -349,12 +378,13 @@ export const makeCodexPromisePool = (
   /** The test pool's fake workers (src/testing); real processes when absent. */
   makeWorker?: MakeWorker | undefined
 ): CodexPromiseWorkerPool => {
-  const settings = validate(options)
+  const settings = validate(options, true)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))
     const parts = Effect.runSync(
       makeParts(settings).pipe(
+        withLogging(settings.logging),
         makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
         Scope.provide(scope),
         Effect.provideContext(context)
@@ -368,4 +398,4 @@ export const makeCodexPromisePool = (
   }
 }
 
-export type { AcquireOptions }
+export type { AcquireOptions, PoolLogger }

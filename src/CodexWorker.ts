@@ -18,10 +18,18 @@
  *   handshake re-parents its children at once), then every
  *   `processScanIntervalMs`. It is killed on every failed spawn (exit,
  *   timeout, interruption) exactly as on every other end of a worker;
- * - when the process exits or its stdout breaks, every pending request fails
- *   at once with `WorkerCrashedError` (exit code or signal and the last stderr
- *   lines), later requests fail at once, `closed` resolves, and the
- *   descendants it leaves behind are killed;
+ * - when the process exits, every pending request fails at once with one
+ *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
+ *   each cut at 2 KiB), whichever pipe noticed first (stdout ending, or a
+ *   write to stdin failing); later requests fail at once, `closed` resolves,
+ *   and the descendants it leaves behind are killed;
+ * - when a pipe breaks while the process still runs (it closed its stdin, its
+ *   stdout ended or could not be read; told apart from a crash by waiting up
+ *   to 1 s for the exit), the worker ends the same way with
+ *   `WorkerStdioError`, and its whole tree is killed;
+ * - when the server breaks the protocol (a malformed response to a pending
+ *   request, a stdout line longer than `maxLineBytes`), the worker ends the
+ *   same way with `ProtocolError`, and its whole tree is killed;
  * - when the worker's scope closes (idle retirement, invalidate, lease
  *   timeout, shutdown) the whole tree is killed: SIGTERM to codex's process
  *   group and to every descendant recorded in other groups or sessions (MCP
@@ -32,7 +40,10 @@
  * - while the worker lives its tree is registered with the host-exit hooks:
  *   if the host exits without shutting down, the tree is SIGKILLed.
  *
- * Limits: a descendant started and re-parented (its parent died) between two
+ * Limits: a line written just before codex closes its stdin can be lost
+ * without an error (the pipe accepted it): the break shows at the next write,
+ * so a request in flight at that moment waits for its timeout or the lease
+ * timeout. A descendant started and re-parented (its parent died) between two
  * scans is not recorded, unless it stayed in codex's process group. During
  * the handshake that window is one scan interval, 10 ms. Measured on a 2-core
  * Linux machine with a launcher that starts a child in a new session and exits
@@ -49,10 +60,12 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
@@ -64,10 +77,12 @@ import {
   ChannelClosedError,
   type JsonRpcError,
   type LeaseTimeoutError,
+  ProtocolError,
   type RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  WorkerStdioError
 } from "./errors.ts"
 import * as AppServerProcess from "./internal/appServerProcess.ts"
 import { defaultCodexCommand } from "./internal/codexBinary.ts"
@@ -115,6 +130,11 @@ export interface ProcessOptions {
    * (or this interval, when shorter).
    */
   readonly processScanIntervalMs?: number | undefined
+  /**
+   * Longest line codex may write to stdout, in bytes. A longer line ends the
+   * worker with `ProtocolError`. Default 67108864 (64 MiB).
+   */
+  readonly maxLineBytes?: number | undefined
   /** `clientInfo` sent with `initialize`. Default `{ name: "codex-worker-pool", version }`. */
   readonly clientInfo?: { readonly name: string; readonly version: string; readonly title?: string | undefined } | undefined
   /** `capabilities` sent with `initialize`. Default `null`. */
@@ -132,8 +152,11 @@ export interface CloseInfo {
   readonly code: number | null
   /** The signal that ended it, for a crash; null when the pool closed the worker. */
   readonly signal: string | null
-  /** Why the channel closed: a crash, a lease timeout, or a normal finalization. */
-  readonly error: WorkerCrashedError | LeaseTimeoutError | ChannelClosedError
+  /**
+   * Why the channel closed: a crash, a pipe broken while the process ran, a
+   * protocol error, a lease timeout, or a normal finalization (`ChannelClosedError`).
+   */
+  readonly error: WorkerCrashedError | WorkerStdioError | ProtocolError | LeaseTimeoutError | ChannelClosedError
 }
 
 /**
@@ -147,6 +170,8 @@ export type RequestError =
   | RequestTimeoutError
   | ChannelClosedError
   | WorkerCrashedError
+  | WorkerStdioError
+  | ProtocolError
   | LeaseTimeoutError
 
 /**
@@ -227,6 +252,13 @@ export interface CodexWorker {
 }
 
 const VERSION = "0.1.0"
+
+const liveClock = Clock.Clock.defaultValue()
+
+// What went wrong, briefly: a PlatformError's message names the call and the
+// whole command line; its cause says what happened ("write EPIPE").
+const describe = (error: unknown): string =>
+  error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)
 
 /** How often a worker's tree is scanned from spawn until `initialize` is answered. */
 const HANDSHAKE_SCAN_MS = 10
@@ -328,6 +360,7 @@ export const make = (
           args: options.args ?? ["app-server"],
           env,
           cwd: options.cwd,
+          maxLineBytes: options.maxLineBytes,
           // Our own tree kill runs first; Effect's group sweep after it only
           // has leftovers to deal with.
           forceKillAfter: "100 millis"
@@ -345,20 +378,34 @@ export const make = (
       Clock.Clock.defaultValue()
     ))
 
-    const crashError = Effect.gen(function*() {
-      const status = yield* Effect.timeoutOption(proc.exit, "1 second")
-      yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
-      return new WorkerCrashedError({
-        pid: proc.pid,
-        code: Option.match(status, { onNone: () => null, onSome: (s) => s.code }),
-        signal: Option.match(status, { onNone: () => null, onSome: (s) => s.signal }),
-        stderrTail: yield* proc.stderrTail
-      })
-    })
-    const channel = yield* JsonRpc.make<WorkerCrashedError | LeaseTimeoutError>({
+    // A pipe broke (`stream`, `detail` says how): a crash if the process has
+    // exited or exits within 1 s, else the process still runs but cannot be
+    // talked to. Waits run on the live clock: real processes need real time
+    // even under a TestClock.
+    const transportError = (stream: "stdin" | "stdout", detail: string) =>
+      Effect.gen(function*() {
+        const status = yield* Effect.timeoutOption(proc.exit, "1 second")
+        if (Option.isNone(status)) return new WorkerStdioError({ pid: proc.pid, stream, detail })
+        yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
+        return new WorkerCrashedError({
+          pid: proc.pid,
+          code: status.value.code,
+          signal: status.value.signal,
+          stderrTail: yield* proc.stderrTail
+        })
+      }).pipe(Effect.provideService(Clock.Clock, liveClock))
+    const channel = yield* JsonRpc.make<WorkerCrashedError | WorkerStdioError | LeaseTimeoutError>({
       input: proc.stdoutLines,
       write: proc.write,
-      onInputEnd: () => crashError
+      writeFailed: proc.stdinFailed,
+      onInputEnd: (exit) => {
+        if (Exit.isSuccess(exit)) return transportError("stdout", "its stdout ended")
+        const error = Cause.findErrorOption(exit.cause)
+        return Option.isSome(error) && error.value instanceof ProtocolError
+          ? Effect.succeed(error.value)
+          : transportError("stdout", `reading its stdout failed: ${describe(Cause.squash(exit.cause))}`)
+      },
+      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`)
     })
 
     // Runs first on scope close: stop the channel, then kill the whole tree.
@@ -369,6 +416,8 @@ export const make = (
     )
 
     let closeInfo: CloseInfo | undefined
+    // A listener's failure is logged with the worker maker's logger (the pool's).
+    const logContext = yield* Effect.context<never>()
     const closedDeferred = Deferred.makeUnsafe<CloseInfo>()
     const closeListeners = new Set<(info: CloseInfo) => void>()
     // Synchronous, before pending requests fail: whoever reacts to a failed
@@ -382,7 +431,7 @@ export const make = (
         try {
           listener(info)
         } catch (cause) {
-          Effect.runFork(Effect.logWarning("codex worker: an onClose listener threw", cause))
+          Effect.runForkWith(logContext)(Effect.logWarning("codex worker: an onClose listener threw", cause))
         }
       }
       closeListeners.clear()

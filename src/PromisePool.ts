@@ -45,12 +45,20 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, References, Schema, Scope } from "effect"
+import { Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
 import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
-import { CountOrInfinity, decodeOptions, Function, IntAtLeast, Millis } from "./internal/options.ts"
+import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
+import {
+  checkAcquireOptions,
+  CountOrInfinity,
+  decodeOptions,
+  Function,
+  IntAtLeast,
+  Millis
+} from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf } from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
 
@@ -88,12 +96,42 @@ export interface WorkerPoolOptions<W> {
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
-  /** Log queueing and hand-offs at debug level (Effect's default logger). Default false. */
+  /**
+   * Log at debug level too: each acquire queued (`queued`: the queue length)
+   * and each hand-off (`waitedMs`, `queued`). Default false: debug lines are
+   * not even produced.
+   */
   readonly debug?: boolean | undefined
+  /**
+   * Where the pool's log lines go (queueing and hand-offs with `debug`, lease
+   * timeouts, `destroy` and `onLeaseTimeout` failures...). Default: Effect's
+   * default logger (the console).
+   */
+  readonly logger?: PoolLogger | undefined
 }
 
 /**
- * Options of one acquire.
+ * A host's logger, to route the pool's log lines to. Each method gets the
+ * line's message and its structured fields: `pool` and `pool_id` (the pool's
+ * name and its metrics id), the line's own values (`queued`, `waitedMs`),
+ * `pid` for a Codex worker's lines, `error` and `cause` (pretty-printed) for
+ * failures. `console` fits, and so do most logging libraries. A method that
+ * throws loses that line, never breaks the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolLogger {
+  debug(message: string, fields: Readonly<Record<string, unknown>>): void
+  info(message: string, fields: Readonly<Record<string, unknown>>): void
+  warn(message: string, fields: Readonly<Record<string, unknown>>): void
+  error(message: string, fields: Readonly<Record<string, unknown>>): void
+}
+
+/**
+ * Options of one acquire. Bad ones (`timeoutMs` not a number >= 0, `signal`
+ * not an `AbortSignal`, an unknown option) reject the acquire with
+ * `PoolOptionsError` naming them, before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -159,7 +197,8 @@ const OptionsSchema = Schema.Struct({
   onLeaseTimeout: Schema.optional(Function),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String),
-  debug: Schema.optional(Schema.Boolean)
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
 })
 
 /** A waiter that is a pending promise, optionally abortable. */
@@ -201,17 +240,6 @@ class PromiseWaiter<W, H> extends Waiter<W> {
 
 /** The error a failed create rejected with (or the defect it died with). */
 const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
-
-/** A per-call timeout in the core's terms (0: none), or -1 when invalid. */
-const checkTimeout = (timeoutMs: number): number =>
-  !(timeoutMs >= 0) ? -1 : timeoutMs === Infinity ? 0 : timeoutMs
-
-const badTimeout = (timeoutMs: unknown) =>
-  new PoolOptionsError({
-    message: `Invalid acquire options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got ${
-      String(timeoutMs)
-    }.`
-  })
 
 /**
  * The facade over a pool's core. The core holds workers `W`; a lease is handed
@@ -255,12 +283,15 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
   revoke(_held: H): void {}
 
   acquire(options?: AcquireOptions): Promise<H> {
-    const signal = options?.signal
-    if (signal?.aborted) return Promise.reject(signal.reason)
+    let signal: AbortSignal | undefined
     let timeout: number | undefined
-    if (options?.timeoutMs !== undefined) {
-      timeout = checkTimeout(options.timeoutMs)
-      if (timeout < 0) return Promise.reject(badTimeout(options.timeoutMs))
+    if (options !== undefined) {
+      // Before anything else: bad options never queue, lease or abort anything.
+      const invalid = checkAcquireOptions(options)
+      if (invalid !== undefined) return Promise.reject(invalid)
+      signal = options.signal
+      if (signal?.aborted) return Promise.reject(signal.reason)
+      if (options.timeoutMs !== undefined) timeout = options.timeoutMs === Infinity ? 0 : options.timeoutMs
     }
     const core = this.#core
     const slot = core.take()
@@ -365,22 +396,24 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
       catch: (error) => error
     }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
   // The create stays interruptible (unlike in `Effect.acquireRelease`), so
-  // shutdown aborts its signal; a worker it delivers anyway is destroyed.
-  const createEffect = Effect.callback<W, unknown>((resume, signal) => {
-    let created: Promise<W>
-    try {
-      created = Promise.resolve(create(signal))
-    } catch (error) {
-      return resume(Effect.fail(error))
-    }
-    created.then(
-      (worker) => {
-        if (signal.aborted) Effect.runFork(finalizer(worker))
-        else resume(Effect.succeed(worker))
-      },
-      (error) => resume(Effect.fail(error))
-    )
-  })
+  // shutdown aborts its signal; a worker it delivers anyway is destroyed, in
+  // the pool's context (its logger).
+  const createEffect = Effect.flatMap(Effect.context<never>(), (context) =>
+    Effect.callback<W, unknown>((resume, signal) => {
+      let created: Promise<W>
+      try {
+        created = Promise.resolve(create(signal))
+      } catch (error) {
+        return resume(Effect.fail(error))
+      }
+      created.then(
+        (worker) => {
+          if (signal.aborted) Effect.runForkWith(context)(finalizer(worker))
+          else resume(Effect.succeed(worker))
+        },
+        (error) => resume(Effect.fail(error))
+      )
+    }))
   const acquire = Effect.uninterruptibleMask((restore) =>
     Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
   )
@@ -401,8 +434,8 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     name: o.name,
     provider: o.provider
   }).pipe(
-    Scope.provide(scope),
-    Effect.provideService(References.MinimumLogLevel, o.debug === true ? "Debug" : "Info")
+    withLogging({ debug: o.debug === true, logger: options.logger }),
+    Scope.provide(scope)
   )
   const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
     readonly [CoreKey]: Internals<W>

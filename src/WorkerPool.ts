@@ -24,6 +24,13 @@
  * `Clock`-driven time, `Deferred`-style waiters completed without a scheduler
  * hop) around a synchronous core that provides those guarantees.
  *
+ * Logs go to the Effect `Logger` of the context the pool was made in, each
+ * line annotated with `pool` (the name) and `pool_id` (as in the metrics):
+ * at Debug, each acquire queued and each hand-off (with `queued` and
+ * `waitedMs`), only produced when the minimum log level admits Debug; warnings
+ * for lease timeouts and for finalizers that failed. The workers are made in
+ * the pool's fibers, so their own lines carry the annotations too.
+ *
  * Limits: workers being finalized no longer count toward `size`, so a
  * replacement may be created while its predecessor is still shutting down.
  * `queuedAhead` in an `AcquireTimeoutError` is counted when the timeout fires.
@@ -58,13 +65,12 @@ import {
   Layer,
   LogLevel,
   References,
-  Schema,
   Scope
 } from "effect"
-import type { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "./errors.ts"
+import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { decodeOptions, DurationInput, toMillis } from "./internal/options.ts"
+import { checkEffectAcquireOptions, toMillis } from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 
 /**
@@ -103,14 +109,21 @@ export interface Options<W, E, R> {
   readonly leaseTimeout?: Duration.Input | undefined
   /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
   readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
-  /** Names the pool in metrics (`pool` attribute) and logs. Default "worker-pool". */
+  /**
+   * Names the pool in metrics (`pool` attribute) and logs. Default
+   * "worker-pool". Pools may share a name: each one's series also carry a
+   * `pool_id` of its own (`<name>#<n>`, `n` the lowest number not used by a
+   * live pool of that name), so they never mix.
+   */
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
 }
 
 /**
- * Options of a single acquire.
+ * Options of a single acquire. Bad ones (a `timeout` that is not a duration
+ * >= 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
+ * raised before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -253,15 +266,11 @@ export const make = <W, E = never, R = never>(
   Effect.gen(function*() {
     const settings = validate(options)
     const core = new PoolCore<W>(settings)
-    const context = yield* Effect.context<R | Scope.Scope>()
-    const clock = Context.get(context, Clock.Clock)
-    const run = yield* FiberSet.makeRuntime<R>()
-    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
-    const log = (message: string, fields: Record<string, unknown>) =>
-      Effect.runForkWith(context)(Effect.logDebug(message, fields).pipe(Effect.annotateLogs("pool", settings.name)))
+    const callerContext = yield* Effect.context<R | Scope.Scope>()
+    const clock = Context.get(callerContext, Clock.Clock)
     const metrics = registerPoolMetrics(
-      context as Context.Context<never>,
-      { pool: settings.name, provider: settings.provider },
+      callerContext as Context.Context<never>,
+      { name: settings.name, provider: settings.provider },
       [
         { name: MetricNames.queueLength, description: "Acquires waiting for a worker", get: () => core.queued },
         { name: MetricNames.busy, description: "Workers leased out", get: () => core.leased },
@@ -274,6 +283,17 @@ export const make = <W, E = never, R = never>(
         { name: MetricNames.createFailures, description: "Worker creates that failed", get: () => core.totals.createFailures }
       ]
     )
+    // Every line the pool writes, from its own fibers and its workers' (they
+    // are made in its fibers), names the pool.
+    const annotations = { pool: settings.name, pool_id: metrics.attributes.pool_id }
+    const context = Context.add(callerContext, References.CurrentLogAnnotations, {
+      ...Context.get(callerContext, References.CurrentLogAnnotations),
+      ...annotations
+    })
+    const run = yield* Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations)
+    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
+    const log = (message: string, fields: Record<string, unknown>) =>
+      Effect.runForkWith(context)(Effect.logDebug(message, fields))
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
@@ -440,7 +460,18 @@ export const make = <W, E = never, R = never>(
     ): Effect.Effect<A, E | E2 | PoolError, R2> =>
       Effect.uninterruptibleMask((restore) => {
         const slot = core.take()
-        if (slot !== undefined) return Effect.onExit(restore(f(slot.worker)), releaser(slot))
+        if (slot !== undefined) {
+          // The lease is held from here on: a `f` that throws instead of
+          // returning an effect is this `use`'s defect, and the worker (which
+          // did nothing wrong) still goes back through the exit handler.
+          let body: Effect.Effect<A, E2, R2>
+          try {
+            body = f(slot.worker)
+          } catch (defect) {
+            body = Effect.die(defect)
+          }
+          return Effect.onExit(restore(body), releaser(slot))
+        }
         // One exit handler covers every way out: `f` ended (release), interrupted
         // while queued (leave the queue), or interrupted just as a worker arrived
         // (pass it on to the next waiter).
@@ -465,15 +496,24 @@ export const make = <W, E = never, R = never>(
         )
       })
 
-    const acquireTimeoutOf = (options: AcquireOptions | undefined): number => {
-      if (options?.timeout === undefined) return settings.acquireTimeout
-      const ms = toMillis(decodeOptions("acquire", Schema.Struct({ timeout: DurationInput }), options).timeout)
+    /** The acquire timeout `options` ask for (validated; 0: none), or their `PoolOptionsError`. */
+    const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
+      const invalid = checkEffectAcquireOptions(options)
+      if (invalid !== undefined) return invalid
+      const timeout = options?.timeout
+      if (timeout === undefined) return settings.acquireTimeout
+      const ms = typeof timeout === "number" ? timeout : toMillis(timeout)
       return ms === Infinity ? 0 : ms
     }
 
     const internals: Internals<W> = {
       core,
       settings,
+      metricAttributes: metrics.attributes,
+      logContext: Context.make(References.CurrentLoggers, Context.get(context, References.CurrentLoggers)).pipe(
+        Context.add(References.MinimumLogLevel, Context.get(context, References.MinimumLogLevel)),
+        Context.add(References.CurrentLogAnnotations, Context.get(context, References.CurrentLogAnnotations))
+      ),
       whenFinalized: (slot) =>
         slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
           const listeners = finalizedListeners.get(slot)
@@ -485,11 +525,20 @@ export const make = <W, E = never, R = never>(
     const pool: WorkerPool<W, E> & { readonly [CoreKey]: Internals<W> } = {
       [CoreKey]: internals,
       get: getWith(settings.acquireTimeout),
-      getWith: (options) => Effect.suspend(() => getWith(acquireTimeoutOf(options))),
+      // Bad per-acquire options are a defect (a `PoolOptionsError` naming the
+      // option), found before anything is queued or leased.
+      getWith: (options) =>
+        Effect.suspend(() => {
+          const timeout = acquireTimeoutOf(options)
+          return typeof timeout === "number" ? getWith(timeout) : Effect.die(timeout)
+        }),
       use: (f, options) =>
-        options?.timeout === undefined
+        options === undefined
           ? useWith(f, settings.acquireTimeout)
-          : Effect.suspend(() => useWith(f, acquireTimeoutOf(options))),
+          : Effect.suspend(() => {
+            const timeout = acquireTimeoutOf(options)
+            return typeof timeout === "number" ? useWith(f, timeout) : Effect.die(timeout)
+          }),
       invalidate: (worker) =>
         Effect.sync(() => {
           const slot = core.slots.get(worker)

@@ -111,7 +111,9 @@ export class PoolOptionsError extends Data.TaggedError("PoolOptionsError")<{
 
 /**
  * The app-server answered a request with a JSON-RPC error response. It carries
- * the request's `method`, and the server's `code`, `serverMessage` and `data`.
+ * the request's `method`, and the server's `code`, `serverMessage` and `data`;
+ * any other fields of the error object are kept in `extra` (empty when there
+ * are none).
  *
  * @since 0.1.0
  * @category errors
@@ -122,18 +124,21 @@ export class JsonRpcError extends Data.TaggedError("JsonRpcError")<{
   readonly code: number
   readonly serverMessage: string
   readonly data: unknown
+  readonly extra: Readonly<Record<string, unknown>>
 }> {
   constructor(props: {
     readonly method: string
     readonly code: number
     readonly serverMessage: string
     readonly data?: unknown
+    readonly extra?: Readonly<Record<string, unknown>> | undefined
   }) {
     super({
       method: props.method,
       code: props.code,
       serverMessage: props.serverMessage,
       data: props.data,
+      extra: props.extra ?? {},
       message: `The codex app-server rejected "${props.method}" with error ${props.code}: ` +
         `${props.serverMessage.length > 300 ? `${props.serverMessage.slice(0, 300)}…` : props.serverMessage}. ` +
         `Check the method's parameters (see \`codex app-server generate-ts\`) or the worker's state.`
@@ -178,6 +183,79 @@ export class ChannelClosedError extends Data.TaggedError("ChannelClosedError")<{
       ...props,
       message: `The JSON-RPC channel to the codex worker is closed (${props.reason}). ` +
         `Nothing more can be sent over it: use another worker.`
+    })
+  }
+}
+
+/**
+ * The app-server broke the JSON-RPC protocol, so the worker was taken out of
+ * service: its pending requests fail with this error and its process tree is
+ * killed. `kind` says how:
+ * - `"MalformedResponse"`: it answered a pending request (`method`) with a
+ *   response of the wrong shape (both `result` and `error`, neither, or an
+ *   `error` that is not `{ code: number, message: string }`);
+ * - `"LineTooLong"`: it wrote a stdout line longer than `maxLineBytes`
+ *   (`method` is `undefined`).
+ * `reason` says what was wrong and `preview` shows the start of the line.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ProtocolError extends Data.TaggedError("ProtocolError")<{
+  readonly message: string
+  readonly kind: "MalformedResponse" | "LineTooLong"
+  readonly method: string | undefined
+  readonly reason: string
+  readonly preview: string
+  readonly pid: number | undefined
+}> {
+  constructor(props: {
+    readonly kind: "MalformedResponse" | "LineTooLong"
+    readonly method?: string | undefined
+    readonly reason: string
+    readonly preview: string
+    readonly pid?: number | undefined
+  }) {
+    const server = props.pid === undefined ? "The codex app-server" : `The codex app-server (pid ${props.pid})`
+    const what = props.kind === "MalformedResponse"
+      ? `${server} sent a malformed response to "${props.method}" (${props.reason})`
+      : `${server} broke the JSON-RPC protocol: ${props.reason}`
+    const hint = props.kind === "MalformedResponse"
+      ? "If this repeats, check that this codex version speaks the app-server protocol this library expects."
+      : "Raise maxLineBytes if messages this large are legitimate."
+    super({
+      kind: props.kind,
+      method: props.method,
+      reason: props.reason,
+      preview: props.preview,
+      pid: props.pid,
+      message: `${what}. The line began: ${props.preview}. The worker was taken out of service and its ` +
+        `processes killed; retry on a new one. ${hint}`
+    })
+  }
+}
+
+/**
+ * The stdio pipes of a worker's codex process broke while the process was
+ * still running: writing to its stdin failed (it closed its stdin), or its
+ * stdout ended or could not be read. Nothing can be exchanged with it any
+ * more, so the worker was taken out of service and its process tree killed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerStdioError extends Data.TaggedError("WorkerStdioError")<{
+  readonly message: string
+  readonly pid: number
+  readonly stream: "stdin" | "stdout"
+  readonly detail: string
+}> {
+  constructor(props: { readonly pid: number; readonly stream: "stdin" | "stdout"; readonly detail: string }) {
+    super({
+      ...props,
+      message: `The ${props.stream} pipe of the codex worker process (pid ${props.pid}) broke while the process ` +
+        `was still running: ${props.detail}. The worker was taken out of service and its processes killed; ` +
+        `retry on a new one.`
     })
   }
 }

@@ -28,6 +28,7 @@ export type { CloseEvent, CodexPromiseWorkerPool, CodexWorkerHandle, CodexWorker
 export {
   createWorkerPool,
   type AcquireOptions,
+  type PoolLogger,
   type PoolStats,
   type PromiseWorkerPool,
   type WorkerPoolOptions
@@ -39,11 +40,13 @@ export {
   LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
+  ProtocolError,
   QueueFullError,
   RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
-  type WorkerSpawnReason
+  type WorkerSpawnReason,
+  WorkerStdioError
 } from "./errors.ts"

@@ -24,6 +24,7 @@ import {
   createCodexWorkerPool
 } from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
+import type { PoolLogger } from "../src/PromisePool.ts"
 import {
   JsonRpcError,
   LeaseTimeoutError,
@@ -457,6 +458,37 @@ describe("createCodexWorkerPool", () => {
       expect(await noMarkedProcessLeft()).toBe(true)
     })
 
+    it("bad request options reject with PoolOptionsError naming them, and nothing is sent", async () => {
+      const pool = createCodexWorkerPool(fake())
+      const started: Array<string> = []
+      const errors = await pool.use(async (worker) => {
+        const unsubscribe = worker.onMessage((message) => {
+          if (message.method === "thread/started") started.push((message.params as { thread: { id: string } }).thread.id)
+        })
+        const bad: Array<unknown> = [{ signal: {} }, { timeoutMs: "50" }, { timeoutMs: null }, { timeout: 50 }]
+        const errors = []
+        for (const options of bad) {
+          const result = worker.request("thread/start", { ephemeral: true }, options as never)
+          expect(result).toBeInstanceOf(Promise)
+          errors.push(await rejection(result))
+        }
+        // A good request after them: its thread/started is the only one (the server answers in order).
+        const { thread } = (await worker.request("thread/start", { ephemeral: true })) as { thread: { id: string } }
+        expect(await waitUntil(() => started.length > 0)).toBe(true)
+        unsubscribe()
+        expect(started).toEqual([thread.id])
+        return errors
+      })
+      expect(errors.map((e) => e instanceof PoolOptionsError && e.message)).toEqual([
+        "Invalid request options: signal: Expected an AbortSignal, got an object.",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got \"50\".",
+        "Invalid request options: timeoutMs: Expected a number of milliseconds >= 0 (not NaN), got null.",
+        "Invalid request options: timeout: unknown option."
+      ])
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
     it("a request with timeoutMs rejects with RequestTimeoutError when no answer comes", async () => {
       const pool = createCodexWorkerPool(fake())
       const error = await pool.use((worker) =>
@@ -632,6 +664,105 @@ describe("createCodexWorkerPool", () => {
       other.release(foreign)
       await Promise.all([pool.shutdown(), other.shutdown()])
       expect(await noMarkedProcessLeft()).toBe(true)
+    })
+  })
+
+  describe("logging", () => {
+    type Line = readonly [level: string, message: string, fields: Readonly<Record<string, unknown>>]
+    /** A host logger recording every call. */
+    const recorder = () => {
+      const lines: Array<Line> = []
+      const logger: PoolLogger = {
+        debug: (message, fields) => void lines.push(["debug", message, fields]),
+        info: (message, fields) => void lines.push(["info", message, fields]),
+        warn: (message, fields) => void lines.push(["warn", message, fields]),
+        error: (message, fields) => void lines.push(["error", message, fields])
+      }
+      return { lines, logger }
+    }
+
+    it("with debug, codex's stderr lines reach the host logger with the worker's pid and the pool's ids", async () => {
+      const { lines, logger } = recorder()
+      const name = `stderr-${marker}`
+      const pool = createCodexWorkerPool(fake(["--stderr-noise"], { debug: true, logger, name }))
+      const pid = await pool.use(async (worker) => {
+        await worker.request("thread/start", { ephemeral: true })
+        return worker.pid
+      })
+      const received = (line: Line) =>
+        line[0] === "debug" && line[1].startsWith("codex app-server stderr: ") && line[1].includes("recv ")
+      // stderr is read on its own: the line may arrive just after the answer.
+      expect(await waitUntil(() => lines.some((l) => received(l) && l[1].includes("thread/start")))).toBe(true)
+      expect(lines.find(received)![2]).toMatchObject({ pid, pool: name, pool_id: `${name}#1` })
+      // The pool's own debug lines come the same way.
+      expect(lines.some(([level, message]) => level === "debug" && message === "worker-pool: acquire queued")).toBe(true)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("without debug, no stderr line (no debug line at all) reaches the host logger", async () => {
+      const { lines, logger } = recorder()
+      const pool = createCodexWorkerPool(fake(["--stderr-noise"], { logger }))
+      await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+      expect(lines.filter(([level]) => level === "debug")).toEqual([])
+    })
+
+    it("a JSON-RPC warning (a stdout line that is not JSON) reaches the host logger without debug", async () => {
+      const { lines, logger } = recorder()
+      const name = `garbage-${marker}`
+      const pool = createCodexWorkerPool(fake(["--garbage"], { logger, name }))
+      await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      const warning = lines.find(([level, message]) =>
+        level === "warn" && message.startsWith("JSON-RPC: skipping a line that is not JSON: garbage:")
+      )
+      expect(warning?.[2]).toMatchObject({ pool: name, pool_id: `${name}#1` })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("an onClose listener that throws is a warning to the host logger, with the error", async () => {
+      const { lines, logger } = recorder()
+      const pool = createCodexWorkerPool(fake([], { logger }))
+      const worker = await pool.acquire()
+      worker.onClose(() => {
+        throw new Error("listener went wrong")
+      })
+      process.kill(worker.pid, "SIGKILL")
+      const threw = (line: Line) => line[0] === "warn" && line[1] === "codex worker: an onClose listener threw"
+      expect(await waitUntil(() => lines.some(threw))).toBe(true)
+      expect(lines.find(threw)![2]["error"]).toMatchObject({ message: "listener went wrong" })
+      pool.release(worker)
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it("a host logger that throws breaks nothing", async () => {
+      const fail = () => {
+        throw new Error("the host logger is broken")
+      }
+      const pool = createCodexWorkerPool(
+        fake(["--garbage", "--stderr-noise"], { debug: true, logger: { debug: fail, info: fail, warn: fail, error: fail } })
+      )
+      const result = await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
+      expect(result).toMatchObject({ thread: { id: expect.any(String) } })
+      expect(await pool.use((worker) => worker.request("thread/start", { ephemeral: true }))).toMatchObject({
+        thread: { id: expect.any(String) }
+      })
+      await pool.shutdown()
+      expect(await noMarkedProcessLeft()).toBe(true)
+    })
+
+    it.each([
+      ["logger.error", { logger: { debug() {}, info() {}, warn() {} } }],
+      ["logger.warn", { logger: { debug() {}, info() {}, warn: 1, error() {} } }],
+      ["debug", { debug: 1 }]
+    ])("a bad %s throws PoolOptionsError naming it", (name, options) => {
+      expect(() => createCodexWorkerPool(options as unknown as CodexWorkerPoolOptions)).toThrow(
+        expect.objectContaining({ _tag: "PoolOptionsError", message: expect.stringContaining(`${name}: `) })
+      )
+      expect(liveByMarker(marker)).toEqual([])
     })
   })
 

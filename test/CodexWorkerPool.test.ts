@@ -225,6 +225,30 @@ describe("CodexWorkerPool", () => {
       })))
   })
 
+  describe("a use whose function throws", () => {
+    it.effect("with a worker idle, dies with that defect and leaves the worker in service for the next use", () =>
+      withSpawner(Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(CodexWorkerPool.make(fake([], { shutdownTimeoutMs: 30_000 })), scope)
+        const pid = yield* pool.use((worker) => Effect.succeed(worker.pid))
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
+        const boom = new Error("boom")
+        const exit = yield* Effect.exit(pool.use((): Effect.Effect<void> => {
+          throw boom
+        }))
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0, workers: 1 })
+        // The next use gets the same process at once (the pool clock does not move).
+        const next = yield* Effect.forkChild(pool.use((worker) => Effect.succeed(worker.pid)))
+        for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+        expect(next.pollUnsafe()).toEqual(Exit.succeed(pid))
+        // Nothing is leased: closing the scope only waits for the tree kill, not for shutdownTimeout.
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        expect(yield* eventually(() => closing.pollUnsafe() !== undefined)).toBe(true)
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      })))
+  })
+
   describe("crashed workers", () => {
     it.effect("requests on a crashed worker fail at once with WorkerCrashedError carrying the signal", () =>
       withSpawner(Effect.gen(function*() {
@@ -476,15 +500,45 @@ describe("CodexWorkerPool", () => {
         const mine = Object.fromEntries(
           snapshot.filter((s) => s.attributes?.["pool"] === name).map((s) => [s.id, s])
         )
-        expect(mine["codex_worker_pool_processes"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        const attributes = { pool: name, pool_id: `${name}#1`, provider: "codex" }
+        expect(mine["codex_worker_pool_processes"]?.attributes).toEqual(attributes)
         expect(mine["codex_worker_pool_processes"]?.state).toEqual({ value: 4 })
-        expect(mine["codex_worker_pool_resident_bytes"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        expect(mine["codex_worker_pool_resident_bytes"]?.attributes).toEqual(attributes)
         expect((mine["codex_worker_pool_resident_bytes"]?.state as { value: number }).value).toBeGreaterThan(0)
-        expect(mine["worker_pool_workers_busy"]?.attributes).toEqual({ pool: name, provider: "codex" })
+        expect(mine["worker_pool_workers_busy"]?.attributes).toEqual(attributes)
         expect(mine["worker_pool_workers_busy"]?.state).toEqual({ value: 1 })
         expect(mine["worker_pool_workers_created_total"]?.state).toMatchObject({ count: 1 })
         yield* release
         yield* pool.shutdown
+        expect(yield* noMarkedProcessLeft()).toBe(true)
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))))
+
+    it.effect("two Codex pools with the same name keep process gauges of their own; closing one leaves the other's", () =>
+      withSpawner(Effect.gen(function*() {
+        const name = `twin-${marker}`
+        /** metric id -> pool_id -> state, for the series of pools named `name`. */
+        const read = Effect.map(Metric.snapshot, (snapshots) => {
+          const out: Record<string, Record<string, unknown>> = {}
+          for (const s of snapshots) {
+            if (s.attributes?.["pool"] === name) (out[s.id] ??= {})[s.attributes["pool_id"]!] = s.state
+          }
+          return out
+        })
+        const scopeA = yield* Scope.make()
+        const a = yield* Scope.provide(CodexWorkerPool.make(fake(["--mcp-children"], { name })), scopeA)
+        const b = yield* CodexWorkerPool.make(fake([], { name }))
+        const leaseA = yield* lease(a)
+        const leaseB = yield* lease(b)
+        let metrics = yield* read
+        expect(metrics["codex_worker_pool_processes"]).toEqual({ [`${name}#1`]: { value: 4 }, [`${name}#2`]: { value: 1 } })
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ [`${name}#1`]: { value: 1 }, [`${name}#2`]: { value: 1 } })
+        yield* leaseA.release
+        yield* Scope.close(scopeA, Exit.void)
+        metrics = yield* read
+        expect(metrics["codex_worker_pool_processes"]).toEqual({ [`${name}#2`]: { value: 1 } })
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ [`${name}#2`]: { value: 1 } })
+        yield* leaseB.release
+        yield* b.shutdown
         expect(yield* noMarkedProcessLeft()).toBe(true)
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))))
   })

@@ -16,7 +16,7 @@ import {
   QueueFullError,
   WorkerNotLeasedError
 } from "../src/errors.ts"
-import { createWorkerPool, type PromiseWorkerPool, type WorkerPoolOptions } from "../src/PromisePool.ts"
+import { createWorkerPool, type PoolLogger, type PromiseWorkerPool, type WorkerPoolOptions } from "../src/PromisePool.ts"
 
 // -----------------------------------------------------------------------------
 // Helpers
@@ -1329,6 +1329,59 @@ describe("options", () => {
     expect(create).not.toHaveBeenCalled()
   })
 
+  describe("per-call options", () => {
+    const bad: ReadonlyArray<[string, unknown, RegExp]> = [
+      ["timeoutMs \"50\"", { timeoutMs: "50" }, /^Invalid acquire options: timeoutMs: .*got "50"\.$/],
+      ["timeoutMs null", { timeoutMs: null }, /^Invalid acquire options: timeoutMs: .*got null\.$/],
+      ["timeoutMs NaN", { timeoutMs: NaN }, /^Invalid acquire options: timeoutMs: .*got NaN\.$/],
+      ["signal {}", { signal: {} }, /^Invalid acquire options: signal: Expected an AbortSignal, got an object\.$/],
+      ["signal \"x\"", { signal: "x" }, /signal: Expected an AbortSignal/],
+      ["the Effect name timeout", { timeout: 50 }, /^Invalid acquire options: timeout: unknown option\.$/],
+      ["options null", null, /^Invalid acquire options: expected an object/]
+    ]
+
+    it.each(bad)("%s rejects acquire with PoolOptionsError naming it, before any create", async (_, options, message) => {
+      const { pool, create } = setup({ poolSize: 1 })
+      const result = pool.acquire(options as never)
+      expect(result).toBeInstanceOf(Promise)
+      const error = await rejectionOf(result)
+      expect(error).toBeInstanceOf(PoolOptionsError)
+      expect((error as Error).message).toMatch(message)
+      expect(create).not.toHaveBeenCalled()
+      expect(pool.stats()).toMatchObject({ queued: 0, creating: 0, busy: 0, workers: 0 })
+    })
+
+    it.each(bad)("%s rejects acquire with a worker idle, which stays idle", async (_, options, message) => {
+      const { pool } = setup({ poolSize: 1 })
+      pool.release(await pool.acquire())
+      const error = await rejectionOf(pool.acquire(options as never))
+      expect((error as Error).message).toMatch(message)
+      expect(pool.stats()).toMatchObject({ idle: 1, busy: 0, queued: 0 })
+    })
+
+    it.each(bad)("%s rejects use without running fn, and a queued acquire is undisturbed", async (_, options, message) => {
+      const { pool } = setup({ poolSize: 1 })
+      const held = await pool.acquire()
+      const waiter = track(pool.acquire())
+      const fn = vi.fn(async () => "ran")
+      const error = await rejectionOf(pool.use(fn, options as never))
+      expect((error as Error).message).toMatch(message)
+      expect(fn).not.toHaveBeenCalled()
+      expect(pool.stats()).toMatchObject({ busy: 1, queued: 1 })
+      pool.release(held)
+      await flush()
+      expect(waiter).toMatchObject({ state: "fulfilled", value: held })
+    })
+
+    it("good options pass: undefined fields, a real signal, Infinity", async () => {
+      const { pool } = setup({ poolSize: 1 })
+      const signal = new AbortController().signal
+      pool.release(await pool.acquire({ signal: undefined, timeoutMs: undefined }))
+      pool.release(await pool.acquire({ signal, timeoutMs: Infinity }))
+      expect(await pool.use(async (w) => w.id, { signal, timeoutMs: 0 })).toBe(1)
+    })
+  })
+
   it("Infinity is accepted for maxQueue and the times", () => {
     expect(() =>
       construct({
@@ -1340,6 +1393,159 @@ describe("options", () => {
         shutdownTimeoutMs: Infinity
       }).shutdown()
     ).not.toThrow()
+  })
+})
+
+// -----------------------------------------------------------------------------
+// Logging
+// -----------------------------------------------------------------------------
+
+describe("logging", () => {
+  type Line = readonly [level: string, message: string, fields: Readonly<Record<string, unknown>>]
+  /** A host logger recording every call. */
+  const recorder = () => {
+    const lines: Array<Line> = []
+    const logger: PoolLogger = {
+      debug: (message, fields) => void lines.push(["debug", message, fields]),
+      info: (message, fields) => void lines.push(["info", message, fields]),
+      warn: (message, fields) => void lines.push(["warn", message, fields]),
+      error: (message, fields) => void lines.push(["error", message, fields])
+    }
+    return { lines, logger }
+  }
+  let names = 0
+  /** A pool name no other pool of this file uses (its pool_id is then `<name>#1`). */
+  const uniqueName = () => `logging-${++names}`
+
+  it("with debug, queueing and hand-offs reach the host logger with queued, waitedMs and the pool's ids", async () => {
+    vi.useFakeTimers()
+    const { lines, logger } = recorder()
+    const name = uniqueName()
+    const { pool } = setup({ poolSize: 1, debug: true, logger, name })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    await vi.advanceTimersByTimeAsync(30)
+    pool.release(held)
+    expect(await waiter).toBe(held)
+    const ids = { pool: name, pool_id: `${name}#1` }
+    expect(lines).toEqual([
+      ["debug", "worker-pool: acquire queued", { ...ids, queued: 1 }],
+      ["debug", "worker-pool: worker handed to waiter", { ...ids, waitedMs: 0, queued: 0 }],
+      ["debug", "worker-pool: acquire queued", { ...ids, queued: 1 }],
+      ["debug", "worker-pool: worker handed to waiter", { ...ids, waitedMs: 30, queued: 0 }]
+    ])
+  })
+
+  it("without debug, the host logger gets no debug line at all", async () => {
+    const { lines, logger } = recorder()
+    const { pool } = setup({ poolSize: 1, logger, name: uniqueName() })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    pool.release(held)
+    pool.release(await waiter)
+    await pool.shutdown()
+    expect(lines).toEqual([])
+  })
+
+  it("a destroy that fails is a warning to the host logger, with the cause", async () => {
+    const { lines, logger } = recorder()
+    const name = uniqueName()
+    const destroy = vi.fn(async () => {
+      throw new Error("destroy went wrong")
+    })
+    const { pool } = setup({ poolSize: 1, logger, name, destroy })
+    await pool.invalidate(await pool.acquire())
+    expect(lines).toHaveLength(1)
+    const [level, message, fields] = lines[0]!
+    expect([level, message]).toEqual(["warn", "destroy() of a worker failed"])
+    expect(fields).toMatchObject({ pool: name, pool_id: `${name}#1` })
+    expect(fields["cause"]).toContain("destroy went wrong")
+  })
+
+  it("a worker delivered after shutdown aborted its create is destroyed, and that destroy's failure reaches the host logger", async () => {
+    const { lines, logger } = recorder()
+    const created = deferred<Worker>()
+    const destroy = vi.fn(async () => {
+      throw new Error("late destroy went wrong")
+    })
+    const { pool } = setup({ poolSize: 1, logger, name: uniqueName(), create: () => created.promise, destroy })
+    const waiter = track(pool.acquire())
+    await flush()
+    await pool.shutdown()
+    expect(waiter.error).toBeInstanceOf(PoolShutdownError)
+    created.resolve({ id: 7 })
+    await flush()
+    expect(destroy).toHaveBeenCalledWith({ id: 7 })
+    expect(lines.map(([level, message]) => [level, message])).toEqual([["warn", "destroy() of a worker failed"]])
+    expect(lines[0]![2]["cause"]).toContain("late destroy went wrong")
+  })
+
+  it("a host logger that throws loses its lines and breaks nothing", async () => {
+    vi.useFakeTimers()
+    let calls = 0
+    const fail = () => {
+      calls++
+      throw new Error("the host logger is broken")
+    }
+    const destroy = vi.fn(async () => {
+      throw new Error("destroy went wrong")
+    })
+    const { pool } = setup({
+      poolSize: 1,
+      debug: true,
+      logger: { debug: fail, info: fail, warn: fail, error: fail },
+      name: uniqueName(),
+      destroy,
+      leaseTimeoutMs: 1_000
+    })
+    const held = await pool.acquire()
+    const waiter = pool.acquire()
+    pool.release(held)
+    expect(await waiter).toBe(held)
+    // A lease timeout warning, then a failed destroy's warning.
+    await vi.advanceTimersByTimeAsync(1_000)
+    pool.release(held)
+    await flush()
+    expect(await pool.use(async (w) => w.id)).toBe(2)
+    expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, queued: 0, created: 2, finalized: 1 })
+    await pool.shutdown()
+    expect(destroy).toHaveBeenCalledTimes(2)
+    expect(calls).toBeGreaterThanOrEqual(6)
+  })
+
+  it("a console or a logger class instance is accepted, and its methods are called on it", async () => {
+    class HostLogger {
+      readonly seen: Array<string> = []
+      debug(message: string) {
+        this.seen.push(message)
+      }
+      info() {}
+      warn() {}
+      error() {}
+    }
+    const host = new HostLogger()
+    const { pool } = setup({ poolSize: 1, debug: true, logger: host, name: uniqueName() })
+    pool.release(await pool.acquire())
+    expect(host.seen).toContain("worker-pool: acquire queued")
+    expect(() => construct({ create: ok, poolSize: 1, logger: console }).shutdown()).not.toThrow()
+  })
+
+  it.each([
+    ["a logger without warn", { logger: { debug() {}, info() {}, error() {} } }, /logger\.warn: Missing key/],
+    ["a logger whose error is not a function", {
+      logger: { debug() {}, info() {}, warn() {}, error: "stderr" }
+    }, /logger\.error: Expected a function, got "stderr"/],
+    ["a logger that is a function", { logger: () => {} }, /logger: /],
+    ["debug \"yes\"", { debug: "yes" }, /debug: .*got "yes"/]
+  ])("%s throws a PoolOptionsError naming it", (_, options, message) => {
+    let thrown: unknown
+    try {
+      construct({ create: ok, poolSize: 1, ...options })
+    } catch (error) {
+      thrown = error
+    }
+    expect(thrown).toBeInstanceOf(PoolOptionsError)
+    expect((thrown as Error).message).toMatch(message)
   })
 })
 

@@ -198,6 +198,41 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(2)
       }))
 
+    it.effect("bad per-acquire options are a PoolOptionsError defect naming the option, and change nothing", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
+        const cases: Array<[Record<string, unknown>, RegExp]> = [
+          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration >= 0 .*, got "50"\.$/],
+          [{ timeout: null }, /timeout: Expected a duration >= 0 .*, got null/],
+          [{ timeout: -1 }, /timeout: Expected a duration >= 0 .*, got -1/],
+          [{ timeoutMs: 50 }, /^Invalid acquire options: timeoutMs: unknown option\.$/]
+        ]
+        const defectOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : exit
+        // With no worker (an acquire would create one), then with one idle.
+        for (const idle of [false, true]) {
+          if (idle) yield* pool.use(() => Effect.void)
+          const before = yield* pool.stats
+          for (const [options, message] of cases) {
+            let ran = false
+            const acquireOptions = options as WorkerPool.AcquireOptions
+            const used = yield* Effect.exit(pool.use(() => Effect.sync(() => (ran = true)), acquireOptions))
+            const got = yield* Effect.exit(Effect.scoped(pool.getWith(acquireOptions)))
+            for (const defect of [defectOf(used), defectOf(got)]) {
+              expect(defect).toBeInstanceOf(PoolOptionsError)
+              expect((defect as PoolOptionsError).message).toMatch(message)
+            }
+            expect(ran).toBe(false)
+            expect(yield* pool.stats).toEqual(before)
+          }
+        }
+        expect(res.created).toEqual([1])
+        // Good options still work: a duration string, Infinity, explicit undefined.
+        for (const timeout of ["1 second", Infinity, undefined] as const) {
+          expect(yield* pool.use((r) => Effect.succeed(r.id), { timeout })).toBe(1)
+        }
+      }))
+
     it.effect("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, maxQueue: 1 })
@@ -467,6 +502,35 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0 })
       }))
 
+    it.effect("a use whose function throws with a worker idle dies with that defect and returns the worker", () =>
+      Effect.gen(function*() {
+        const res = makeResources()
+        const scope = yield* Scope.make()
+        const pool = yield* Scope.provide(
+          WorkerPool.make({ acquire: res.acquire, size: 1, shutdownTimeout: "30 seconds" }),
+          scope
+        )
+        yield* pool.use(() => Effect.void)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
+        const boom = new Error("boom")
+        // The fast path: the idle worker is taken at once and `f` is called right there.
+        const exit = yield* Effect.exit(pool.use((): Effect.Effect<void> => {
+          throw boom
+        }))
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0, workers: 1 })
+        // The next use gets the same worker at once, without the clock moving.
+        const next = yield* Effect.forkChild(pool.use((r) => Effect.succeed(r.id), { timeout: "1 second" }))
+        yield* settle
+        expect(next.pollUnsafe()).toEqual(Exit.succeed(1))
+        expect(res.created).toEqual([1])
+        // Nothing is leased, so closing the scope does not wait for shutdownTimeout.
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* settle
+        expect(closing.pollUnsafe()).toEqual(Exit.void)
+        expect(res.finalized).toEqual([1])
+      }))
+
     it.effect("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
@@ -493,7 +557,11 @@ describe("WorkerPool", () => {
           return Object.fromEntries(mine.map((s) => [s.id, s]))
         })
         let metrics = yield* read
-        expect(metrics["worker_pool_queue_length"]?.attributes).toEqual({ pool: "metrics-test", provider: "codex" })
+        expect(metrics["worker_pool_queue_length"]?.attributes).toEqual({
+          pool: "metrics-test",
+          pool_id: "metrics-test#1",
+          provider: "codex"
+        })
         expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 1 })
         expect(metrics["worker_pool_workers_busy"]?.state).toEqual({ value: 1 })
         expect(metrics["worker_pool_workers_created_total"]?.state).toMatchObject({ count: 1 })
@@ -503,6 +571,49 @@ describe("WorkerPool", () => {
         expect(metrics["worker_pool_queue_length"]?.state).toEqual({ value: 0 })
         // The first acquire waited 0 ms for its worker to be created, the second 250 ms in the queue.
         expect(metrics["worker_pool_wait_ms"]?.state).toMatchObject({ count: 2, sum: 250 })
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+    it.effect("two pools with the same name keep series of their own, and closing one leaves the other's", () =>
+      Effect.gen(function*() {
+        /** Every series of pools named "twin": metric id -> pool_id -> state. */
+        const read = Effect.map(Metric.snapshot, (snapshots) => {
+          const out: Record<string, Record<string, unknown>> = {}
+          for (const s of snapshots) {
+            if (s.attributes?.["pool"] !== "twin") continue
+            ;(out[s.id] ??= {})[s.attributes["pool_id"]!] = s.state
+          }
+          return out
+        })
+        const scopeA = yield* Scope.make()
+        const scopeB = yield* Scope.make()
+        const a = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1, name: "twin" }), scopeA)
+        const b = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 2, name: "twin" }), scopeB)
+        const leaseA = yield* lease(a)
+        const leasesB = [yield* lease(b), yield* lease(b)]
+        let metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#1": { value: 1 }, "twin#2": { value: 2 } })
+        expect(metrics["worker_pool_workers_created_total"]).toEqual({
+          "twin#1": { count: 1, incremental: true },
+          "twin#2": { count: 2, incremental: true }
+        })
+        expect(Object.keys(metrics["worker_pool_wait_ms"] ?? {})).toEqual(["twin#1", "twin#2"])
+
+        yield* leaseA.release
+        yield* Scope.close(scopeA, Exit.void)
+        metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#2": { value: 2 } })
+        expect(metrics["worker_pool_workers_created_total"]).toEqual({ "twin#2": { count: 2, incremental: true } })
+        expect(Object.keys(metrics["worker_pool_wait_ms"] ?? {})).toEqual(["twin#2"])
+        expect(yield* b.stats).toMatchObject({ busy: 2 })
+
+        // The number of a closed pool is taken again: pool_id values stay bounded.
+        const c = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, name: "twin" })
+        yield* lease(c)
+        metrics = yield* read
+        expect(metrics["worker_pool_workers_busy"]).toEqual({ "twin#1": { value: 1 }, "twin#2": { value: 2 } })
+        for (const held of leasesB) yield* held.release
+        yield* Scope.close(scopeB, Exit.void)
+        expect(Object.keys((yield* read)["worker_pool_workers_busy"] ?? {})).toEqual(["twin#1"])
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
     it.effect("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
@@ -523,6 +634,34 @@ describe("WorkerPool", () => {
           ["worker-pool: worker handed to waiter", { waitedMs: 0, queued: 0 }],
           ["worker-pool: acquire queued", { queued: 1 }],
           ["worker-pool: worker handed to waiter", { waitedMs: 30, queued: 0 }]
+        ])
+      }).pipe(
+        Effect.provide(Logger.layer([logger])),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+    })
+  })
+
+  describe("log annotations", () => {
+    it.effect("the pool's lines, from its own fibers too, carry pool and pool_id", () => {
+      const lines: Array<[string, unknown, unknown]> = []
+      const logger = Logger.make((options) => {
+        lines.push([options.logLevel, options.message, options.fiber.getRef(References.CurrentLogAnnotations)])
+      })
+      return Effect.gen(function*() {
+        const pool = yield* WorkerPool.make({
+          acquire: makeResources().acquire,
+          size: 1,
+          name: "annotated",
+          leaseTimeout: "1 second"
+        })
+        yield* lease(pool)
+        yield* TestClock.adjust("1 second")
+        const ids = { pool: "annotated", pool_id: "annotated#1" }
+        expect(lines).toEqual([
+          ["Debug", ["worker-pool: acquire queued", { queued: 1 }], ids],
+          ["Debug", ["worker-pool: worker handed to waiter", { waitedMs: 0, queued: 0 }], ids],
+          ["Warn", ["worker-pool: a lease outlived leaseTimeout (1000 ms); the worker is retired"], ids]
         ])
       }).pipe(
         Effect.provide(Logger.layer([logger])),

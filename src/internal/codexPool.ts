@@ -4,14 +4,18 @@
  *
  * @internal
  */
-import { Context, Effect, Metric, Schema } from "effect"
+import { Context, Effect, Schema } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
 import type { Options, Stats } from "../CodexWorkerPool.ts"
 import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
+import type { PoolLogger } from "../PromisePool.ts"
+import { type Logging, PoolLoggerSchema } from "./hostLogger.ts"
+import { registerPulled } from "./metrics.ts"
 import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./options.ts"
+import { CoreKey, type Internals } from "./poolInternals.ts"
 import { startWatchdog, type Watchdog } from "./watchdog.ts"
 
 /** How the pool makes one worker in the worker's scope. */
@@ -46,6 +50,8 @@ const OptionsSchema = Schema.Struct({
   spawnTimeoutMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
   killGraceMs: Schema.optional(Millis),
   processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
+  // Up to V8's longest string (2^29 - 24 characters): a longer line could not be decoded at all.
+  maxLineBytes: Schema.optional(IntAtLeast(1024).check(Schema.isLessThanOrEqualTo(2 ** 29 - 24))),
   clientInfo: Schema.optional(Schema.Struct({
     name: Schema.String,
     version: Schema.String,
@@ -54,12 +60,28 @@ const OptionsSchema = Schema.Struct({
   capabilities: Schema.optional(Schema.Unknown)
 })
 
+/** The promise facade's options: the service's, plus how it logs. */
+const FacadeOptionsSchema = Schema.Struct({
+  ...OptionsSchema.fields,
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
+})
+
 /** Validated options. */
 export type Settings = ReturnType<typeof validate>
 
-/** Validates options, throwing a `PoolOptionsError` naming the bad option. */
-export const validate = (options: Options) => {
-  const o = decodeOptions("CodexWorkerPool", OptionsSchema, options)
+/**
+ * Validates options, throwing a `PoolOptionsError` naming the bad option.
+ * `facade`: the options of `createCodexWorkerPool`, which also take `debug`
+ * and `logger`.
+ */
+export const validate = (
+  options: Options & { readonly debug?: boolean | undefined; readonly logger?: PoolLogger | undefined },
+  facade = false
+) => {
+  const o: Schema.Schema.Type<typeof FacadeOptionsSchema> = facade
+    ? decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options)
+    : decodeOptions("CodexWorkerPool", OptionsSchema, options)
   const poolSize = o.poolSize ?? 1
   if ((o.minIdle ?? 0) > poolSize) {
     throw new PoolOptionsError({
@@ -75,6 +97,7 @@ export const validate = (options: Options) => {
     spawnTimeoutMs: o.spawnTimeoutMs,
     killGraceMs: o.killGraceMs,
     processScanIntervalMs: o.processScanIntervalMs,
+    maxLineBytes: o.maxLineBytes,
     clientInfo: o.clientInfo,
     capabilities: o.capabilities
   }
@@ -91,7 +114,9 @@ export const validate = (options: Options) => {
       name: o.name ?? "codex",
       provider: "codex"
     },
-    watchdog: o.watchdog ?? false
+    watchdog: o.watchdog ?? false,
+    // The host's own object (the decoded copy has lost its `this`).
+    logging: { debug: o.debug ?? false, logger: options.logger } satisfies Logging
   }
 }
 
@@ -144,24 +169,26 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     })
     invalidate = (held) => Effect.runSync(pool.invalidate(held))
 
-    const context = yield* Effect.context<never>()
-    const attributes = { pool: settings.pool.name, provider: "codex" }
-    const gauges = [
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_processes", { description: "Live processes of all worker trees", attributes }),
-        context,
-        { get: () => ({ value: processStats(workers).processes }), update: () => {}, modify: () => {} }
-      ),
-      Metric.registerUnsafe(
-        Metric.gauge("codex_worker_pool_resident_bytes", {
+    // The pool's own attributes, `pool_id` included: two Codex pools with the
+    // same name keep their process gauges apart too.
+    const removeGauges = registerPulled(
+      yield* Effect.context<never>(),
+      (pool as WorkerPool.WorkerPool<W, WorkerSpawnError> & { readonly [CoreKey]: Internals<W> })[CoreKey]
+        .metricAttributes,
+      [
+        {
+          name: "codex_worker_pool_processes",
+          description: "Live processes of all worker trees",
+          get: () => processStats(workers).processes
+        },
+        {
+          name: "codex_worker_pool_resident_bytes",
           description: "Resident memory of all worker trees",
-          attributes
-        }),
-        context,
-        { get: () => ({ value: processStats(workers).residentBytes }), update: () => {}, modify: () => {} }
-      )
-    ]
-    yield* Effect.addFinalizer(() => Effect.sync(() => gauges.forEach((g) => g.remove())))
+          get: () => processStats(workers).residentBytes
+        }
+      ]
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
     return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
   })

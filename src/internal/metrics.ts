@@ -3,7 +3,15 @@
  * pool's own counts when a snapshot or exporter asks, so keeping them costs
  * nothing on the acquire / release path but a bucket increment per wait.
  *
- * Every series carries the attributes `pool` (the pool's name) and `provider`.
+ * Every series carries the attributes `pool` (the pool's name), `pool_id`
+ * (which pool of that name: `<name>#<n>`) and `provider`. Two pools with the
+ * same name (one per tenant, say) thus never share a series, and closing one
+ * removes its own series only. `n` is the lowest number not taken by a live
+ * pool of that name in the same registry, so it is reused once its pool has
+ * closed: the values of `pool_id` an exporter ever sees are bounded by the
+ * most pools of one name alive at once, not by how many were ever made. A
+ * counter of a reused `pool_id` restarts from 0, which exporters treat as a
+ * counter reset.
  *
  * @internal
  */
@@ -33,16 +41,48 @@ export interface PulledGauge {
 /** A monotonic counter read from `get` on demand. */
 export type PulledCounter = PulledGauge
 
+/** The attributes of every series of one pool. */
+export type PoolAttributes = {
+  readonly pool: string
+  readonly pool_id: string
+  readonly provider: string
+}
+
+/** Numbers of the pools alive, by registry and pool name. */
+const liveNumbers = new WeakMap<Metric.MetricRegistry, Map<string, Set<number>>>()
+
+/** Takes the lowest number >= 1 no live pool named `name` has in `registry`; returns it and its release. */
+const takeNumber = (registry: Metric.MetricRegistry, name: string): { readonly n: number; readonly free: () => void } => {
+  let byName = liveNumbers.get(registry)
+  if (byName === undefined) liveNumbers.set(registry, byName = new Map())
+  let taken = byName.get(name)
+  if (taken === undefined) byName.set(name, taken = new Set())
+  let n = 1
+  while (taken.has(n)) n++
+  taken.add(n)
+  const numbers = taken
+  let freed = false
+  return {
+    n,
+    free: () => {
+      if (freed) return
+      freed = true
+      numbers.delete(n)
+      if (numbers.size === 0 && byName.get(name) === numbers) byName.delete(name)
+    }
+  }
+}
+
 /**
- * Registers the pool's series in the registry of `context`. Returns the
- * wait-time recorder and a function that removes every series again.
+ * Registers gauges and counters read on demand, with `attributes`, in the
+ * registry of `context`. Returns a function that removes them again.
  */
-export const registerPoolMetrics = (
+export const registerPulled = (
   context: Context.Context<never>,
   attributes: Readonly<Record<string, string>>,
   gauges: ReadonlyArray<PulledGauge>,
-  counters: ReadonlyArray<PulledCounter>
-): { readonly recordWait: (ms: number) => void; readonly remove: () => void } => {
+  counters: ReadonlyArray<PulledCounter> = []
+): () => void => {
   const registrations: Array<{ remove(): void }> = []
   for (const g of gauges) {
     const metric = Metric.gauge(g.name, { description: g.description, attributes })
@@ -60,10 +100,38 @@ export const registerPoolMetrics = (
       modify: () => {}
     }))
   }
+  return () => {
+    for (const r of registrations) r.remove()
+  }
+}
+
+/**
+ * Registers the series of a pool named `name` in the registry of `context`,
+ * under a `pool_id` of its own. Returns the attributes (for series the caller
+ * adds), the wait-time recorder, and a function that removes every series and
+ * frees the `pool_id`.
+ */
+export const registerPoolMetrics = (
+  context: Context.Context<never>,
+  identity: { readonly name: string; readonly provider: string },
+  gauges: ReadonlyArray<PulledGauge>,
+  counters: ReadonlyArray<PulledCounter>
+): {
+  readonly attributes: PoolAttributes
+  readonly recordWait: (ms: number) => void
+  readonly remove: () => void
+} => {
+  const number = takeNumber(Context.get(context, Metric.MetricRegistry), identity.name)
+  const attributes: PoolAttributes = {
+    pool: identity.name,
+    pool_id: `${identity.name}#${number.n}`,
+    provider: identity.provider
+  }
+  const removePulled = registerPulled(context, attributes, gauges, counters)
   // The histogram is a registered series too: recording a wait is a bucket
   // increment here, and Effect reads the state when asked.
   const wait = new WaitRecorder(waitBoundaries)
-  registrations.push(Metric.registerUnsafe(
+  const histogram = Metric.registerUnsafe(
     Metric.histogram(MetricNames.waitMs, {
       description: "Milliseconds an acquire spent queued before it got a worker",
       boundaries: waitBoundaries,
@@ -71,11 +139,14 @@ export const registerPoolMetrics = (
     }),
     context,
     { get: () => wait.state(), update: () => {}, modify: () => {} }
-  ))
+  )
   return {
+    attributes,
     recordWait: (ms) => wait.record(ms),
     remove: () => {
-      for (const r of registrations) r.remove()
+      removePulled()
+      histogram.remove()
+      number.free()
     }
   }
 }

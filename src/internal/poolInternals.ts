@@ -5,10 +5,11 @@
  *
  * @internal
  */
-import { type Duration, Effect, Schema } from "effect"
+import { Context, type Duration, Effect, Schema } from "effect"
 import { PoolOptionsError } from "../errors.ts"
 import type { Options, Stats } from "../WorkerPool.ts"
 import type { PoolCore, Slot } from "./core.ts"
+import type { PoolAttributes } from "./metrics.ts"
 import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./options.ts"
 
 const OptionsSchema = Schema.Struct({
@@ -71,6 +72,13 @@ export const CoreKey: unique symbol = Symbol.for("codex-worker-pool/WorkerPool/c
 export interface Internals<W> {
   readonly core: PoolCore<W>
   readonly settings: Settings
+  /** The attributes of the pool's metric series (with its own `pool_id`). */
+  readonly metricAttributes: PoolAttributes
+  /**
+   * How the pool logs: its loggers, minimum level and annotations (`pool`,
+   * `pool_id`), for work a facade runs outside the pool's fibers.
+   */
+  readonly logContext: Context.Context<never>
   /** Resolves when `slot` has been finalized. */
   readonly whenFinalized: (slot: Slot<W>) => Promise<void>
 }

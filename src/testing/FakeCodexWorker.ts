@@ -230,6 +230,8 @@ export const make = (
 > =>
   Effect.gen(function*() {
     const pid = FAKE_PID_BASE + index
+    // Lines logged from callbacks go to the logger of the worker's maker (the pool's).
+    const logContext = yield* Effect.context<never>()
     const received: Array<ReceivedMessage> = []
     const input = yield* Queue.make<string, Cause.Done>()
     const pendingServerRequests = new Map<JsonRpc.JsonRpcId, {
@@ -343,7 +345,9 @@ export const make = (
           try {
             script.onNotification?.(method, params, fake)
           } catch (error) {
-            Effect.runFork(Effect.logWarning(`fake codex worker: onNotification threw for "${method}"`, error))
+            Effect.runForkWith(logContext)(
+              Effect.logWarning(`fake codex worker: onNotification threw for "${method}"`, error)
+            )
           }
         } else {
           received.push({ kind: "request", id, method, params })
@@ -404,7 +408,7 @@ export const make = (
         try {
           listener(info)
         } catch (cause) {
-          Effect.runFork(Effect.logWarning("fake codex worker: an onClose listener threw", cause))
+          Effect.runForkWith(logContext)(Effect.logWarning("fake codex worker: an onClose listener threw", cause))
         }
       }
       closeListeners.clear()

@@ -375,6 +375,29 @@ describe("test pool over scripted fake workers (promises)", () => {
     await pool.shutdown()
   })
 
+  it("a fake's warning (an onClose listener that threw) reaches the pool's host logger", async () => {
+    const warnings: Array<[string, Readonly<Record<string, unknown>>]> = []
+    const ignore = () => {}
+    const logger = {
+      debug: ignore,
+      info: ignore,
+      warn: (message: string, fields: Readonly<Record<string, unknown>>) => void warnings.push([message, fields]),
+      error: ignore
+    }
+    // `logger` is an option of the promise facade (createCodexWorkerPool), which this pool is.
+    const pool = createTestCodexWorkerPool({ logger } as TestOptions)
+    const worker = await pool.acquire()
+    worker.onClose(() => {
+      throw new Error("listener went wrong")
+    })
+    pool.fakes.byPid(worker.pid)!.crash({ code: 3 })
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(warnings.map(([message]) => message)).toEqual(["fake codex worker: an onClose listener threw"])
+    expect(warnings[0]![1]["error"]).toMatchObject({ message: "listener went wrong" })
+    pool.release(worker)
+    await pool.shutdown()
+  })
+
   it("bad options throw PoolOptionsError naming them", () => {
     expect(() => createTestCodexWorkerPool({ watchdog: true } as TestOptions)).toThrow(
       /watchdog: not used by fake workers/
