@@ -265,6 +265,9 @@ const ensureCodexHome = (command: string, dir: string): Effect.Effect<void, Work
  *
  * @example
  * ```ts
+ * import { Effect } from "effect"
+ * import { CodexWorker } from "codex-worker-pool"
+ *
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const worker = yield* CodexWorker.make({ codexHome: "/tmp/codex-home" })
  *   const { thread } = yield* worker.call("thread/start", { ephemeral: true })
