@@ -33,13 +33,14 @@
  * @example
  * ```ts
  * import { streamText } from "ai"
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2 })
  * const codex = createCodexProvider({ pool, threadDefaults: { ephemeral: true, approvalPolicy: "never" } })
  * const result = streamText({ model: codex("gpt-5.1-codex"), prompt: "Say hi" })
  * for await (const text of result.textStream) process.stdout.write(text)
+ * await pool.shutdown()
  * ```
  *
  * @since 0.1.0

@@ -53,7 +53,7 @@
  * @example
  * ```ts
  * import { createCodexAppServer } from "@janole/ai-sdk-provider-codex-asp"
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  * import { createTransportFactory } from "codex-worker-pool/transport"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2 })
@@ -492,7 +492,7 @@ class PoolTransport implements CodexTransport {
  *
  * @example
  * ```ts
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  * import { createTransportFactory } from "codex-worker-pool/transport"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2 })

@@ -9,12 +9,8 @@
  * Waits on real processes are bounded; nothing asserts on durations.
  */
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
-import {
-  type CodexPromiseWorkerPool,
-  type CodexWorkerHandle,
-  type CodexWorkerPoolOptions,
-  createCodexWorkerPool
-} from "../src/CodexPromisePool.ts"
+import type { CodexPromiseWorkerPool, CodexWorkerHandle, CodexWorkerPoolOptions } from "../src/CodexPromisePool.ts"
+import { createCodexWorkerPool } from "../src/node.ts"
 import { ChannelClosedError, WorkerCrashedError } from "../src/errors.ts"
 import {
   type CodexTransport,

@@ -208,6 +208,9 @@ export interface TestCodexPromiseWorkerPool extends CodexPromiseWorkerPool {
  *
  * @example
  * ```ts
+ * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
+ * import { createTestCodexWorkerPool, textTurns } from "codex-worker-pool/testing"
+ *
  * const pool = createTestCodexWorkerPool({ poolSize: 1, script: textTurns() })
  * const model = createCodexProvider({ pool })("fake-model")
  * // ... exercise your chat server ...
