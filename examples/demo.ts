@@ -19,7 +19,7 @@
  */
 import { parseArgs } from "node:util"
 import { streamText } from "ai"
-import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/index.ts"
+import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
 import { createCodexProvider } from "../src/ai-sdk/index.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
 import { codexProcessOptions, makeCodexHome, Reply, startModelServer } from "../src/testing/index.ts"

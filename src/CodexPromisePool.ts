@@ -30,9 +30,12 @@
  * nobody again: that handle keeps its listeners (its `onClose` fires) and its
  * requests fail with the worker's own closed error.
  *
+ * `createCodexWorkerPool` itself is in `codex-worker-pool/node`: it spawns
+ * codex with Node's process spawner. The types are in the root entry too.
+ *
  * @example
  * ```ts
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2, codexHome: "/var/lib/app/codex" })
  * const threadId = await pool.use(async (worker, signal) => {
@@ -45,9 +48,9 @@
  * @since 0.1.0
  */
 import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
+import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
-import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { WorkerNotLeasedError } from "./errors.ts"
 import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
@@ -148,8 +151,8 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`, and
- * how the pool logs.
+ * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, and how
+ * the pool logs.
  *
  * @since 0.1.0
  * @category models
@@ -361,22 +364,24 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> imp
 }
 
 /**
- * Creates a pool of Codex app-server workers driven with promises. Bad options
- * throw a `PoolOptionsError` naming the option. Workers are spawned on demand
- * (or ahead of it with `minIdle`); `shutdown()` kills every worker tree.
+ * Creates a pool of Codex app-server workers driven with promises, spawning
+ * with the `ChildProcessSpawner` that `spawner` builds (built once, in the
+ * pool's scope; `shutdown` closes it). Bad options throw a `PoolOptionsError`
+ * naming the option. `createCodexWorkerPool` (`codex-worker-pool/node`) is
+ * this with Node's spawner.
  *
- * @since 0.1.0
- * @category constructors
+ * @internal
  */
-export const createCodexWorkerPool = (
-  options: CodexWorkerPoolOptions = {},
-  /** @internal The test pool's fake workers (src/testing); real processes when absent. */
+export const makeCodexPromisePool = (
+  options: CodexWorkerPoolOptions,
+  spawner: Layer.Layer<ChildProcessSpawner>,
+  /** The test pool's fake workers (src/testing); real processes when absent. */
   makeWorker?: MakeWorker | undefined
 ): CodexPromiseWorkerPool => {
   const settings = validate(options, true)
   const scope = Scope.makeUnsafe()
   try {
-    const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
+    const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))
     const parts = Effect.runSync(
       makeParts(settings).pipe(
         withLogging(settings.logging),

@@ -293,15 +293,21 @@ const ensureCodexHome = (command: string, dir: string): Effect.Effect<void, Work
 
 /**
  * Spawns and initializes a worker in the current scope; closing the scope
- * kills its whole process tree.
+ * kills its whole process tree. It spawns with the `ChildProcessSpawner` in
+ * the context: on Node, `layerChildProcessSpawner` from
+ * `codex-worker-pool/node`.
  *
  * @example
  * ```ts
+ * import { Effect } from "effect"
+ * import { CodexWorker } from "codex-worker-pool"
+ * import { layerChildProcessSpawner } from "codex-worker-pool/node"
+ *
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const worker = yield* CodexWorker.make({ codexHome: "/tmp/codex-home" })
  *   const { thread } = yield* worker.call("thread/start", { ephemeral: true })
  *   return thread.id
- * })).pipe(Effect.provide(CodexWorker.layerNode))
+ * })).pipe(Effect.provide(layerChildProcessSpawner))
  * ```
  *
  * @since 0.1.0
@@ -504,11 +510,3 @@ const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {
   return (result: unknown): Effect.Effect<A, ResponseDecodeError> =>
     Effect.mapError(decode(result), (error) => new ResponseDecodeError({ method, issue: error.message, result }))
 }
-
-/**
- * The Node implementation of the process spawner a worker needs.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerNode = AppServerProcess.layerNode

@@ -22,11 +22,12 @@
  * ```ts
  * import { Effect } from "effect"
  * import { CodexWorkerPool } from "codex-worker-pool"
+ * import { layerCodexWorkerPool } from "codex-worker-pool/node"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* CodexWorkerPool.CodexWorkerPool
  *   return yield* pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
- * }).pipe(Effect.provide(CodexWorkerPool.layerNode({ poolSize: 2 })))
+ * }).pipe(Effect.provide(layerCodexWorkerPool({ poolSize: 2 })))
  * ```
  *
  * @since 0.1.0
@@ -34,7 +35,7 @@
 import { Context, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
-import * as CodexWorker from "./CodexWorker.ts"
+import type * as CodexWorker from "./CodexWorker.ts"
 import type { WorkerSpawnError } from "./errors.ts"
 import { makeParts, validate } from "./internal/codexPool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
@@ -131,19 +132,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
   }))
 
 /**
- * The service as a scoped layer, given a `ChildProcessSpawner`.
+ * The service as a scoped layer, given a `ChildProcessSpawner`. On Node,
+ * `layerCodexWorkerPool` from `codex-worker-pool/node` is this with Node's
+ * spawner.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never, ChildProcessSpawner> =>
   Layer.effect(CodexWorkerPool, make(options))
-
-/**
- * The service as a scoped layer with Node's process spawner.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerNode = (options: Options = {}): Layer.Layer<CodexWorkerPool> =>
-  layer(options).pipe(Layer.provide(CodexWorker.layerNode))

@@ -38,15 +38,18 @@
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as WorkerPool from "codex-worker-pool/WorkerPool"
+ * import { WorkerPool } from "codex-worker-pool"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* WorkerPool.make({
- *     acquire: Effect.acquireRelease(Effect.sync(() => new Connection()), (c) => Effect.sync(() => c.close())),
+ *     acquire: Effect.acquireRelease(
+ *       Effect.promise(() => openConnection()),
+ *       (connection) => Effect.promise(() => connection.close())
+ *     ),
  *     size: 2,
  *     acquireTimeout: "30 seconds"
  *   })
- *   return yield* pool.use((connection) => connection.query("select 1"))
+ *   return yield* pool.use((connection) => Effect.promise(() => connection.query("select 1")))
  * }).pipe(Effect.scoped)
  * ```
  *
@@ -556,8 +559,18 @@ export const make = <W, E = never, R = never>(
  *
  * @example
  * ```ts
+ * import { Context, Effect } from "effect"
+ * import { WorkerPool } from "codex-worker-pool"
+ *
  * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
- * const ConnectionsLive = WorkerPool.layer(Connections, { acquire: openConnection, size: 4 })
+ *
+ * const ConnectionsLive = WorkerPool.layer(Connections, {
+ *   acquire: Effect.acquireRelease(
+ *     Effect.promise(() => openConnection()),
+ *     (connection) => Effect.promise(() => connection.close())
+ *   ),
+ *   size: 4
+ * })
  * ```
  *
  * @since 0.1.0

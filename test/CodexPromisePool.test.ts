@@ -22,7 +22,7 @@ import {
   type CodexWorkerHandle,
   type CodexWorkerPoolOptions,
   createCodexWorkerPool
-} from "../src/CodexPromisePool.ts"
+} from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import type { PoolLogger } from "../src/PromisePool.ts"
 import {

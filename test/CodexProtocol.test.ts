@@ -21,6 +21,7 @@ import { DEFAULT_OUT_DIR, generateProtocol, listAll } from "../scripts/generate-
 import * as CodexProtocol from "../src/CodexProtocol.ts"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import { RequestTimeoutError, ResponseDecodeError } from "../src/errors.ts"
+import { layerChildProcessSpawner } from "../src/node.ts"
 import { codexBinaryPath } from "./helpers/codex.ts"
 import { fakePoolOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
 
@@ -79,7 +80,7 @@ describe("typed requests on a worker", () => {
       const gone = yield* Effect.promise(() => waitUntil(() => liveByMarker(marker).length === 0))
       expect(gone).toBe(true)
       return result
-    }).pipe(Effect.provide(CodexWorker.layerNode))
+    }).pipe(Effect.provide(layerChildProcessSpawner))
 
   it.effect("call sends the method and params and succeeds with the server's result", () =>
     withWorker((worker) =>

@@ -30,6 +30,7 @@ import {
   WorkerCrashedError,
   WorkerSpawnError
 } from "../src/errors.ts"
+import { layerChildProcessSpawner, layerCodexWorkerPool } from "../src/node.ts"
 import {
   fakePoolOptions,
   isLivePid,
@@ -91,7 +92,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 /** Runs a pool test with Node's process spawner. */
-const withSpawner = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, CodexWorker.layerNode)
+const withSpawner = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, layerChildProcessSpawner)
 
 /** A request the fake never answers (unknown methods get no response). */
 const unanswered = (worker: CodexWorker.CodexWorker) => worker.request("cwp/never-answered", {})
@@ -543,7 +544,7 @@ describe("CodexWorkerPool", () => {
   })
 
   describe("service and layer", () => {
-    it.effect("layerNode provides the service: use runs a request, and closing the layer kills every tree", () =>
+    it.effect("layerCodexWorkerPool (node) provides the service: use runs a request, and closing the layer kills every tree", () =>
       Effect.gen(function*() {
         let tree: Array<number> = []
         const result = yield* Effect.gen(function*() {
@@ -552,7 +553,7 @@ describe("CodexWorkerPool", () => {
             tree = treeOf(worker)
             return worker.request("thread/start", { ephemeral: true })
           })
-        }).pipe(Effect.provide(CodexWorkerPool.layerNode(fake(["--mcp-children"]))))
+        }).pipe(Effect.provide(layerCodexWorkerPool(fake(["--mcp-children"]))))
         expect(result).toMatchObject({ thread: { id: expect.any(String), ephemeral: true } })
         expect(tree).toHaveLength(4)
         // The layer's scope has closed: shutdown waited for every tree to be killed.

@@ -37,7 +37,7 @@
  */
 import { experimental_streamTextLowMemory, generateText, type ModelMessage, streamText } from "ai"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
+import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { type CodexPoolLike, createCodexProvider, type ThreadDefaults } from "../src/ai-sdk/index.ts"

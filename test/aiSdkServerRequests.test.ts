@@ -17,7 +17,7 @@
  */
 import { generateText, streamText } from "ai"
 import { afterEach, describe, expect, it } from "vitest"
-import { type CodexPromiseWorkerPool, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
+import { type CodexPromiseWorkerPool, createCodexWorkerPool } from "../src/node.ts"
 import type * as CodexProtocol from "../src/CodexProtocol.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import { createCodexProvider, type CodexProviderOptions } from "../src/ai-sdk/index.ts"

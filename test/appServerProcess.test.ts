@@ -17,6 +17,7 @@ import * as Stream from "effect/Stream"
 import { fileURLToPath } from "node:url"
 import { ProtocolError, WorkerSpawnError } from "../src/errors.ts"
 import * as AppServerProcess from "../src/internal/appServerProcess.ts"
+import { layerChildProcessSpawner } from "../src/node.ts"
 import { findMarkedProcesses, isAlive, killMarkedProcesses, makeMarker } from "./helpers/codex.ts"
 
 const fixture = fileURLToPath(new URL("./fixtures/echo-lines.mjs", import.meta.url))
@@ -59,7 +60,7 @@ const readLines = (proc: AppServerProcess.AppServerProcess) =>
 
 /** Real processes: every test is bounded well below the suite timeout. */
 const live = <A, E>(effect: Effect.Effect<A, E, Scope.Scope | ChildProcessSpawner>) =>
-  effect.pipe(Effect.provide(AppServerProcess.layerNode), Effect.timeout("15 seconds"))
+  effect.pipe(Effect.provide(layerChildProcessSpawner), Effect.timeout("15 seconds"))
 
 describe("appServerProcess", () => {
   it.live("echoes written lines back as stdout lines", () =>

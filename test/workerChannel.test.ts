@@ -14,6 +14,7 @@ import { Cause, Effect, Exit, Fiber, Scope } from "effect"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { PoolOptionsError, ProtocolError, WorkerCrashedError, WorkerStdioError } from "../src/errors.ts"
+import { layerChildProcessSpawner } from "../src/node.ts"
 import {
   fakePoolOptions,
   isLivePid,
@@ -60,7 +61,7 @@ const lease = (pool: CodexWorkerPool.Service) =>
 
 /** A pool test on real processes, on the live clock, bounded well below the suite timeout. */
 const live = <A, E>(effect: Effect.Effect<A, E, any>) =>
-  effect.pipe(Effect.provide(CodexWorker.layerNode), Effect.scoped, Effect.timeout("25 seconds")) as Effect.Effect<
+  effect.pipe(Effect.provide(layerChildProcessSpawner), Effect.scoped, Effect.timeout("25 seconds")) as Effect.Effect<
     A,
     E | Cause.TimeoutError
   >
@@ -177,5 +178,5 @@ describe("a worker's channel", () => {
         expect(defect).toBeInstanceOf(PoolOptionsError)
         expect((defect as PoolOptionsError).message).toContain("maxLineBytes")
       }
-    }).pipe(Effect.provide(CodexWorker.layerNode), Effect.scoped))
+    }).pipe(Effect.provide(layerChildProcessSpawner), Effect.scoped))
 })

@@ -52,7 +52,7 @@
  * @example
  * ```ts
  * import { streamText } from "ai"
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2 })
@@ -67,6 +67,7 @@
  *   if (part.type === "tool-call") console.log("codex runs", part.toolName, part.input)
  *   if (part.type === "text-delta") process.stdout.write(part.text)
  * }
+ * await pool.shutdown()
  * ```
  *
  * @since 0.1.0

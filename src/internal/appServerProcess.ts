@@ -33,7 +33,8 @@
  *   (the child leads its own process group, pgid = pid, so a terminal's Ctrl-C
  *   does not reach it), `shell: false`, `stdio: pipe` x3. `cwd` is checked with
  *   `FileSystem.access` first, so the Node layer needs FileSystem and Path (see
- *   {@link layerNode}). `env` replaces the environment unless `extendEnv: true`
+ *   `layerChildProcessSpawner` in src/node.ts). `env` replaces the environment
+ *   unless `extendEnv: true`
  *   (Effect's default is `false`; this module defaults it to `true`); with no
  *   `env` the child inherits `process.env`. The spawn effect resolves on Node's
  *   "spawn" event and fails with a `PlatformError` on "error" (`NotFound` with
@@ -91,9 +92,6 @@
  *
  * @internal
  */
-import * as NodeChildProcessSpawner from "@effect/platform-node/NodeChildProcessSpawner"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
@@ -101,7 +99,6 @@ import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as PlatformError from "effect/PlatformError"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
@@ -204,11 +201,6 @@ export interface AppServerProcess {
     readonly forceKillAfter?: Duration.Input | undefined
   }) => Effect.Effect<void>
 }
-
-/** The Node `ChildProcessSpawner`, with the FileSystem and Path it needs. */
-export const layerNode: Layer.Layer<ChildProcessSpawner> = NodeChildProcessSpawner.layer.pipe(
-  Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer))
-)
 
 /** Options of {@link splitLines}. */
 export interface SplitLinesOptions<E2> {

@@ -263,6 +263,8 @@ export interface StreamOptions {
  *
  * @example
  * ```ts
+ * import { Reply, startModelServer } from "codex-worker-pool/testing"
+ *
  * const server = await startModelServer({ respond: () => Reply.text("Hello!", { deltas: 2 }) })
  * ```
  *

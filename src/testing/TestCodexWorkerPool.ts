@@ -41,9 +41,9 @@
  * @since 0.1.0
  */
 import { Context, Effect, Layer } from "effect"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
-import { createCodexWorkerPool, type CodexPromiseWorkerPool } from "../CodexPromisePool.ts"
-import * as CodexWorker from "../CodexWorker.ts"
+import { type CodexPromiseWorkerPool, makeCodexPromisePool } from "../CodexPromisePool.ts"
 import * as CodexWorkerPool from "../CodexWorkerPool.ts"
 import { PoolOptionsError } from "../errors.ts"
 import { type MakeWorker, WorkerFactory } from "../internal/codexPool.ts"
@@ -126,6 +126,15 @@ const split = (options: TestOptions): {
   return { script: script ?? {}, pool }
 }
 
+/**
+ * The process spawner of a test pool: its type asks for one, fake workers
+ * never use it. So the testing entry needs no platform package.
+ */
+const noSpawner: Layer.Layer<ChildProcessSpawner.ChildProcessSpawner> = Layer.succeed(
+  ChildProcessSpawner.ChildProcessSpawner,
+  ChildProcessSpawner.make(() => Effect.die(new Error("A test pool's fake workers spawn no process.")))
+)
+
 /** A fake worker factory and the registry of what it made. */
 const makeFactory = (script: FakeCodexWorker.FakeWorkerScript): { readonly make: MakeWorker; readonly fakes: FakeWorkers } => {
   const all: Array<FakeCodexWorker.FakeWorker> = []
@@ -164,8 +173,7 @@ export const makeTest = (
     const factory = makeFactory(script)
     return CodexWorkerPool.make(poolOptions).pipe(
       Effect.provideService(WorkerFactory, factory.make),
-      // The type asks for a process spawner; fakes never use it.
-      Effect.provide(CodexWorker.layerNode),
+      Effect.provide(noSpawner),
       Effect.map((pool) => ({ pool, fakes: factory.fakes }))
     )
   })
@@ -200,6 +208,9 @@ export interface TestCodexPromiseWorkerPool extends CodexPromiseWorkerPool {
  *
  * @example
  * ```ts
+ * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
+ * import { createTestCodexWorkerPool, textTurns } from "codex-worker-pool/testing"
+ *
  * const pool = createTestCodexWorkerPool({ poolSize: 1, script: textTurns() })
  * const model = createCodexProvider({ pool })("fake-model")
  * // ... exercise your chat server ...
@@ -212,7 +223,7 @@ export interface TestCodexPromiseWorkerPool extends CodexPromiseWorkerPool {
 export const createTestCodexWorkerPool = (options: TestOptions = {}): TestCodexPromiseWorkerPool => {
   const { pool: poolOptions, script } = split(options)
   const factory = makeFactory(script)
-  const pool = createCodexWorkerPool(poolOptions, factory.make)
+  const pool = makeCodexPromisePool(poolOptions, noSpawner, factory.make)
   Object.defineProperty(pool, "fakes", { value: factory.fakes, enumerable: true })
   return pool as TestCodexPromiseWorkerPool
 }

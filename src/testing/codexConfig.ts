@@ -20,7 +20,7 @@
  *
  * @example
  * ```ts
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  * import { codexProcessOptions, makeCodexHome, startModelServer } from "codex-worker-pool/testing"
  *
  * const server = await startModelServer()
