@@ -13,7 +13,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { streamText } from "ai"
 import { Cause, Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { createCodexProvider } from "../../src/ai-sdk.ts"
+import { createCodexProvider } from "../../src/ai-sdk/index.ts"
 import type * as CodexWorker from "../../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../../src/CodexWorkerPool.ts"
 import {
