@@ -1,14 +1,107 @@
 /**
  * The errors a pool can fail with, gathered in one module.
  *
- * Each is a tagged class (`_tag` equals the class name, so `Effect.catchTag`
- * works) and a real `Error` subclass whose `name` is the class name, so the
- * promise facade can throw them as they are. Every message says what happened
- * and what to do about it.
+ * Each is a `Schema.TaggedError` class: a real `Error` subclass (so the
+ * promise facade throws them as they are) whose `_tag` and `name` equal the
+ * class name (so `Effect.catchTag` works, and `yield*` fails with it), whose
+ * `message` says what happened and what to do about it, and which is also a
+ * Schema of itself, so it crosses RPC, HttpApi and cluster boundaries:
+ * `Schema.encodeUnknownSync(AcquireTimeoutError)(error)` gives a JSON-safe
+ * object with `_tag`, `message` and the fields, and decoding that gives an
+ * `AcquireTimeoutError` again. {@link CodexWorkerPoolError} is the union of
+ * them all, for an RPC's or an HttpApi endpoint's error channel.
+ *
+ * What crosses the wire: `_tag`, `message` (as it was built, never recomputed
+ * on the other side) and every field. The fields whose content is `unknown`
+ * are encoded as JSON:
+ * - `JsonRpcError.data` and `ResponseDecodeError.result` came off the JSON-RPC
+ *   wire, so they cross as the JSON they are ({@link JsonValue}); a value that
+ *   is not JSON (only if you built the error yourself) crosses as Effect's
+ *   JSON rendering of it.
+ * - `WorkerSpawnError.cause` crosses as a defect (`Schema.Defect()`): an
+ *   `Error` becomes `{ name, message, cause? }` and decodes to a plain `Error`
+ *   with that name and message (not the original class, no stack); any other
+ *   value crosses as its JSON. The spawn error's own fields (`pid`,
+ *   `stderrTail`, `reason`) cross in full.
+ * The `stack` never crosses.
+ *
+ * Every error follows one pattern; follow it for a new one:
+ *
+ * ```ts
+ * export class SomethingFailedError extends Schema.TaggedError<SomethingFailedError>()("SomethingFailedError", {
+ *   message: Schema.String, // always, first: built by the constructor, carried as is over the wire
+ *   method: Schema.String, // then every field with its Schema
+ *   pid: Schema.optional(Schema.Number), // a `T | undefined` field (JSON drops the undefined; it decodes back)
+ *   data: Schema.optionalKey(JsonValue) // `unknown` content: JsonValue (JSON off the wire) or Schema.Defect()
+ * }) {
+ *   constructor(
+ *     props: { readonly method: string; readonly pid?: number | undefined; readonly data?: unknown },
+ *     options?: Schema.MakeOptions // always, and always passed on to super
+ *   ) {
+ *     super({
+ *       method: props.method,
+ *       pid: props.pid,
+ *       ...(props.data === undefined ? {} : { data: props.data }), // absent, not undefined (which is no JSON)
+ *       message: `The codex app-server failed "${props.method}". Say what to do about it.`
+ *     }, options)
+ *   }
+ * }
+ * ```
+ *
+ * - The class name, its tag and its `Schema.TaggedError<Self>` argument are
+ *   the same name, so `_tag` and `name` are the class name.
+ * - The constructor takes the fields without `_tag` and `message`, keeps the
+ *   argument shape callers already use, computes the message, and passes
+ *   `options` on to `super`. Decoding calls it with the decoded fields
+ *   (message included) and an `options` that makes `super` keep those as
+ *   they are, so the message received is the message kept (test "the message
+ *   crosses as it was built"). Keep it free of side effects and total on its
+ *   fields.
+ * - An error without fields takes `(_props?: {}, options?)`, so
+ *   `new PoolShutdownError()` still works. An error whose message the caller
+ *   writes (`PoolOptionsError`) has no constructor of its own.
+ * - Add the class to {@link CodexWorkerPoolError} and a case to
+ *   `test/errors.test.ts` (fixed input, message word for word, fields; the
+ *   round trips and `catchTag` come with the case).
+ *
+ * The constructor checks its input against the fields' Schemas (a Schema
+ * class always does; `disableChecks` skips only refinements, not this). It
+ * costs a few hundred nanoseconds per error, beside the several microseconds
+ * of capturing a stack; the core builds `AcquireTimeoutError` and
+ * `PoolShutdownError` in bulk without a stack, and the timeout-storm
+ * benchmark measures that path.
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { Formatter, Schema, SchemaTransformation } from "effect"
+
+/**
+ * A field whose content is any JSON value, typed `unknown`: what the
+ * app-server sent (`JsonRpcError.data`, `ResponseDecodeError.result`).
+ * Encoding leaves JSON as it is and renders anything else with
+ * `Formatter.formatJson` (or, failing that, as text); decoding leaves it as it
+ * is. The constructors do not check it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const JsonValue: Schema.Codec<unknown, Schema.Json> = Schema.Json.pipe(
+  Schema.decodeTo(
+    Schema.Unknown,
+    SchemaTransformation.transform<unknown, Schema.Json>({
+      decode: (json) => json,
+      encode: (value) => toJson(value)
+    })
+  )
+)
+
+const toJson = (value: unknown): Schema.Json => {
+  try {
+    return JSON.parse(Formatter.formatJson(value)) as Schema.Json
+  } catch {
+    return Formatter.format(value)
+  }
+}
 
 /**
  * The pool was shut down: every queued waiter fails with it, and so does every
@@ -17,11 +110,11 @@ import { Data } from "effect"
  * @since 0.1.0
  * @category errors
  */
-export class PoolShutdownError extends Data.TaggedError("PoolShutdownError")<{
-  readonly message: string
-}> {
-  constructor() {
-    super({ message: "Worker pool has been shut down. Create a new pool to acquire workers again." })
+export class PoolShutdownError extends Schema.TaggedError<PoolShutdownError>()("PoolShutdownError", {
+  message: Schema.String
+}) {
+  constructor(_props?: {}, options?: Schema.MakeOptions) {
+    super({ message: "Worker pool has been shut down. Create a new pool to acquire workers again." }, options)
   }
 }
 
@@ -32,19 +125,22 @@ export class PoolShutdownError extends Data.TaggedError("PoolShutdownError")<{
  * @since 0.1.0
  * @category errors
  */
-export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
-  readonly message: string
-  readonly waitedMs: number
-  readonly queuedAhead: number
-  readonly poolSize: number
-}> {
-  constructor(props: { readonly waitedMs: number; readonly queuedAhead: number; readonly poolSize: number }) {
+export class AcquireTimeoutError extends Schema.TaggedError<AcquireTimeoutError>()("AcquireTimeoutError", {
+  message: Schema.String,
+  waitedMs: Schema.Number,
+  queuedAhead: Schema.Number,
+  poolSize: Schema.Number
+}) {
+  constructor(
+    props: { readonly waitedMs: number; readonly queuedAhead: number; readonly poolSize: number },
+    options?: Schema.MakeOptions
+  ) {
     super({
       ...props,
       message: `Timed out after ${props.waitedMs} ms waiting for a worker: ${props.queuedAhead} ` +
         `waiter(s) were still ahead and all ${props.poolSize} worker(s) were busy. ` +
         `poolSize may be too small for this load, or leases are held too long.`
-    })
+    }, options)
   }
 }
 
@@ -55,17 +151,17 @@ export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")
  * @since 0.1.0
  * @category errors
  */
-export class QueueFullError extends Data.TaggedError("QueueFullError")<{
-  readonly message: string
-  readonly maxQueue: number
-  readonly poolSize: number
-}> {
-  constructor(props: { readonly maxQueue: number; readonly poolSize: number }) {
+export class QueueFullError extends Schema.TaggedError<QueueFullError>()("QueueFullError", {
+  message: Schema.String,
+  maxQueue: Schema.Number,
+  poolSize: Schema.Number
+}) {
+  constructor(props: { readonly maxQueue: number; readonly poolSize: number }, options?: Schema.MakeOptions) {
     super({
       ...props,
       message: `The acquire queue is full (maxQueue: ${props.maxQueue}, poolSize: ${props.poolSize}). ` +
         `Retry later, raise maxQueue, or raise poolSize.`
-    })
+    }, options)
   }
 }
 
@@ -80,13 +176,14 @@ export class QueueFullError extends Data.TaggedError("QueueFullError")<{
  * @since 0.1.0
  * @category errors
  */
-export class WorkerNotLeasedError extends Data.TaggedError("WorkerNotLeasedError")<{
-  readonly message: string
-  readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
-}> {
-  constructor(props: {
-    readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
-  }) {
+export class WorkerNotLeasedError extends Schema.TaggedError<WorkerNotLeasedError>()("WorkerNotLeasedError", {
+  message: Schema.String,
+  operation: Schema.Literals(["release", "invalidate", "request", "notify", "respond", "respondError"])
+}) {
+  constructor(
+    props: { readonly operation: "release" | "invalidate" | "request" | "notify" | "respond" | "respondError" },
+    options?: Schema.MakeOptions
+  ) {
     super({
       ...props,
       message: props.operation === "release" || props.operation === "invalidate"
@@ -94,7 +191,7 @@ export class WorkerNotLeasedError extends Data.TaggedError("WorkerNotLeasedError
           `(already released, invalidated, or never acquired from it). Nothing was changed.`
         : `${props.operation}() was called on a worker handle whose lease has ended (released, invalidated, ` +
           `or its use() returned); the worker may serve another caller now. Nothing was sent: acquire a worker again.`
-    })
+    }, options)
   }
 }
 
@@ -105,9 +202,9 @@ export class WorkerNotLeasedError extends Data.TaggedError("WorkerNotLeasedError
  * @since 0.1.0
  * @category errors
  */
-export class PoolOptionsError extends Data.TaggedError("PoolOptionsError")<{
-  readonly message: string
-}> {}
+export class PoolOptionsError extends Schema.TaggedError<PoolOptionsError>()("PoolOptionsError", {
+  message: Schema.String
+}) {}
 
 /**
  * The app-server answered a request with a JSON-RPC error response. It carries
@@ -116,28 +213,28 @@ export class PoolOptionsError extends Data.TaggedError("PoolOptionsError")<{
  * @since 0.1.0
  * @category errors
  */
-export class JsonRpcError extends Data.TaggedError("JsonRpcError")<{
-  readonly message: string
-  readonly method: string
-  readonly code: number
-  readonly serverMessage: string
-  readonly data: unknown
-}> {
+export class JsonRpcError extends Schema.TaggedError<JsonRpcError>()("JsonRpcError", {
+  message: Schema.String,
+  method: Schema.String,
+  code: Schema.Number,
+  serverMessage: Schema.String,
+  data: Schema.optionalKey(JsonValue)
+}) {
   constructor(props: {
     readonly method: string
     readonly code: number
     readonly serverMessage: string
     readonly data?: unknown
-  }) {
+  }, options?: Schema.MakeOptions) {
     super({
       method: props.method,
       code: props.code,
       serverMessage: props.serverMessage,
-      data: props.data,
+      ...(props.data === undefined ? {} : { data: props.data }),
       message: `The codex app-server rejected "${props.method}" with error ${props.code}: ` +
         `${props.serverMessage.length > 300 ? `${props.serverMessage.slice(0, 300)}…` : props.serverMessage}. ` +
         `Check the method's parameters (see \`codex app-server generate-ts\`) or the worker's state.`
-    })
+    }, options)
   }
 }
 
@@ -148,17 +245,17 @@ export class JsonRpcError extends Data.TaggedError("JsonRpcError")<{
  * @since 0.1.0
  * @category errors
  */
-export class RequestTimeoutError extends Data.TaggedError("RequestTimeoutError")<{
-  readonly message: string
-  readonly method: string
-  readonly timeoutMs: number
-}> {
-  constructor(props: { readonly method: string; readonly timeoutMs: number }) {
+export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>()("RequestTimeoutError", {
+  message: Schema.String,
+  method: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  constructor(props: { readonly method: string; readonly timeoutMs: number }, options?: Schema.MakeOptions) {
     super({
       ...props,
       message: `The codex app-server did not answer "${props.method}" within ${props.timeoutMs} ms; ` +
         `the request was abandoned. Raise the timeout, or check that the worker is healthy.`
-    })
+    }, options)
   }
 }
 
@@ -169,16 +266,16 @@ export class RequestTimeoutError extends Data.TaggedError("RequestTimeoutError")
  * @since 0.1.0
  * @category errors
  */
-export class ChannelClosedError extends Data.TaggedError("ChannelClosedError")<{
-  readonly message: string
-  readonly reason: string
-}> {
-  constructor(props: { readonly reason: string }) {
+export class ChannelClosedError extends Schema.TaggedError<ChannelClosedError>()("ChannelClosedError", {
+  message: Schema.String,
+  reason: Schema.String
+}) {
+  constructor(props: { readonly reason: string }, options?: Schema.MakeOptions) {
     super({
       ...props,
       message: `The JSON-RPC channel to the codex worker is closed (${props.reason}). ` +
         `Nothing more can be sent over it: use another worker.`
-    })
+    }, options)
   }
 }
 
@@ -190,19 +287,19 @@ export class ChannelClosedError extends Data.TaggedError("ChannelClosedError")<{
  * @since 0.1.0
  * @category errors
  */
-export class WorkerCrashedError extends Data.TaggedError("WorkerCrashedError")<{
-  readonly message: string
-  readonly pid: number
-  readonly code: number | null
-  readonly signal: string | null
-  readonly stderrTail: ReadonlyArray<string>
-}> {
+export class WorkerCrashedError extends Schema.TaggedError<WorkerCrashedError>()("WorkerCrashedError", {
+  message: Schema.String,
+  pid: Schema.Number,
+  code: Schema.NullOr(Schema.Number),
+  signal: Schema.NullOr(Schema.String),
+  stderrTail: Schema.Array(Schema.String)
+}) {
   constructor(props: {
     readonly pid: number
     readonly code: number | null
     readonly signal: string | null
     readonly stderrTail: ReadonlyArray<string>
-  }) {
+  }, options?: Schema.MakeOptions) {
     const how = props.signal !== null
       ? `was killed by ${props.signal}`
       : props.code !== null
@@ -215,7 +312,7 @@ export class WorkerCrashedError extends Data.TaggedError("WorkerCrashedError")<{
       ...props,
       message: `The codex worker process (pid ${props.pid}) exited unexpectedly: it ${how}. ` +
         `The pool replaces the worker; retry on a new one. ${stderr}`
-    })
+    }, options)
   }
 }
 
@@ -236,7 +333,15 @@ export class WorkerCrashedError extends Data.TaggedError("WorkerCrashedError")<{
  * @since 0.1.0
  * @category errors
  */
-export type WorkerSpawnReason = "StartFailed" | "CodexHome" | "ExitedEarly" | "InitializeFailed" | "Timeout"
+export type WorkerSpawnReason = typeof WorkerSpawnReason.Type
+
+/**
+ * The Schema of {@link WorkerSpawnReason}.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const WorkerSpawnReason = Schema.Literals(["StartFailed", "CodexHome", "ExitedEarly", "InitializeFailed", "Timeout"])
 
 const describeCause = (cause: unknown): string =>
   typeof cause === "string"
@@ -263,14 +368,14 @@ const stderrSummary = (stderrTail: ReadonlyArray<string>): string =>
  * @since 0.1.0
  * @category errors
  */
-export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
-  readonly message: string
-  readonly command: string
-  readonly reason: WorkerSpawnReason
-  readonly pid: number | undefined
-  readonly stderrTail: ReadonlyArray<string>
-  readonly cause: unknown
-}> {
+export class WorkerSpawnError extends Schema.TaggedError<WorkerSpawnError>()("WorkerSpawnError", {
+  message: Schema.String,
+  command: Schema.String,
+  reason: WorkerSpawnReason,
+  pid: Schema.optional(Schema.Number),
+  stderrTail: Schema.Array(Schema.String),
+  cause: Schema.Defect()
+}) {
   constructor(props: {
     readonly command: string
     readonly cause: unknown
@@ -279,7 +384,7 @@ export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
     readonly pid?: number | undefined
     /** Default: the cause's when it is a `WorkerCrashedError`, else none. */
     readonly stderrTail?: ReadonlyArray<string> | undefined
-  }) {
+  }, options?: Schema.MakeOptions) {
     const reason = props.reason ?? "StartFailed"
     const crash = props.cause instanceof WorkerCrashedError ? props.cause : undefined
     const pid = props.pid ?? crash?.pid
@@ -318,7 +423,7 @@ export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
           `start the app server on stdio ("app-server"). ${stderrSummary(stderrTail)}`
         break
     }
-    super({ command: props.command, reason, pid, stderrTail, cause: props.cause, message })
+    super({ command: props.command, reason, pid, stderrTail, cause: props.cause, message }, options)
   }
 }
 
@@ -331,12 +436,12 @@ export class WorkerSpawnError extends Data.TaggedError("WorkerSpawnError")<{
  * @since 0.1.0
  * @category errors
  */
-export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
-  readonly message: string
-  readonly leaseTimeoutMs: number
-  readonly pid: number | undefined
-}> {
-  constructor(props: { readonly leaseTimeoutMs: number; readonly pid?: number | undefined }) {
+export class LeaseTimeoutError extends Schema.TaggedError<LeaseTimeoutError>()("LeaseTimeoutError", {
+  message: Schema.String,
+  leaseTimeoutMs: Schema.Number,
+  pid: Schema.optional(Schema.Number)
+}) {
+  constructor(props: { readonly leaseTimeoutMs: number; readonly pid?: number | undefined }, options?: Schema.MakeOptions) {
     const worker = props.pid === undefined ? "the worker" : `codex worker pid ${props.pid}`
     super({
       leaseTimeoutMs: props.leaseTimeoutMs,
@@ -344,7 +449,7 @@ export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
       message: `The lease on ${worker} was held longer than leaseTimeoutMs (${props.leaseTimeoutMs} ms), ` +
         `so the worker was taken out of service and its processes killed. Release it and acquire another; ` +
         `raise leaseTimeoutMs if turns legitimately run this long.`
-    })
+    }, options)
   }
 }
 
@@ -358,19 +463,56 @@ export class LeaseTimeoutError extends Data.TaggedError("LeaseTimeoutError")<{
  * @since 0.1.0
  * @category errors
  */
-export class ResponseDecodeError extends Data.TaggedError("ResponseDecodeError")<{
-  readonly message: string
-  readonly method: string
-  readonly issue: string
-  readonly result: unknown
-}> {
-  constructor(props: { readonly method: string; readonly issue: string; readonly result: unknown }) {
+export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>()("ResponseDecodeError", {
+  message: Schema.String,
+  method: Schema.String,
+  issue: Schema.String,
+  result: Schema.optionalKey(JsonValue)
+}) {
+  constructor(
+    props: { readonly method: string; readonly issue: string; readonly result: unknown },
+    options?: Schema.MakeOptions
+  ) {
     super({
-      ...props,
+      method: props.method,
+      issue: props.issue,
+      ...(props.result === undefined ? {} : { result: props.result }),
       message: `The codex app-server's result for "${props.method}" does not match the expected schema: ` +
         `${props.issue.length > 500 ? `${props.issue.slice(0, 500)}…` : props.issue}. ` +
         `The worker may run a codex version other than the one the schema was written for: check the schema ` +
         `against \`codex app-server generate-ts\` of that version.`
-    })
+    }, options)
   }
 }
+
+/**
+ * Every error of this library, as one Schema (a union discriminated by
+ * `_tag`) and one type: put it in an RPC's or an HttpApi endpoint's error
+ * channel to carry the pool's errors across, e.g.
+ * `Rpc.make("Run", { success: RunResult, error: CodexWorkerPoolError })`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CodexWorkerPoolError = Schema.Union([
+  PoolShutdownError,
+  AcquireTimeoutError,
+  QueueFullError,
+  WorkerNotLeasedError,
+  PoolOptionsError,
+  JsonRpcError,
+  RequestTimeoutError,
+  ChannelClosedError,
+  WorkerCrashedError,
+  WorkerSpawnError,
+  LeaseTimeoutError,
+  ResponseDecodeError
+])
+
+/**
+ * Any error of this library; see the {@link CodexWorkerPoolError} Schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CodexWorkerPoolError = typeof CodexWorkerPoolError.Type

@@ -9,7 +9,8 @@
  * - `createCodexWorkerPool`: the Codex pool's promise facade.
  * - `CodexProtocol`: the app-server protocol's types, generated from the
  *   pinned `@openai/codex`, and helpers typing requests and messages by method.
- * - The errors every API fails with.
+ * - The errors every API fails with, each a Schema of itself, and
+ *   `CodexWorkerPoolError`, the Schema of them all.
  *
  * @since 0.1.0
  */
@@ -34,6 +35,7 @@ export {
 export {
   AcquireTimeoutError,
   ChannelClosedError,
+  CodexWorkerPoolError,
   JsonRpcError,
   LeaseTimeoutError,
   PoolOptionsError,
