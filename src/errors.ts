@@ -64,12 +64,14 @@
  *   `test/errors.test.ts` (fixed input, message word for word, fields; the
  *   round trips and `catchTag` come with the case).
  *
- * The constructor checks its input against the fields' Schemas (a Schema
- * class always does; `disableChecks` skips only refinements, not this). It
- * costs a few hundred nanoseconds per error, beside the several microseconds
- * of capturing a stack; the core builds `AcquireTimeoutError` and
- * `PoolShutdownError` in bulk without a stack, and the timeout-storm
- * benchmark measures that path.
+ * Cost: the constructor checks its input against the fields' Schemas (a
+ * Schema class always does; `disableChecks` skips only refinements, and no
+ * public option skips the rest). Built without a stack, as the core builds
+ * `AcquireTimeoutError` and `PoolShutdownError` in bulk, an error costs about
+ * 1.5 times what a `Data.TaggedError` did (roughly +0.3 to +2 µs per error,
+ * depending on load): a timeout storm of 10,000 waiters takes some 20 ms more
+ * than it did, still well under generic-pool's. Built with a stack, the stack
+ * dominates and the check hardly shows.
  *
  * @since 0.1.0
  */
