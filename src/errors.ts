@@ -11,19 +11,19 @@
  * `AcquireTimeoutError` again. {@link CodexWorkerPoolError} is the union of
  * them all, for an RPC's or an HttpApi endpoint's error channel.
  *
- * What crosses the wire: `_tag`, `message` (as it was built, never recomputed
- * on the other side) and every field. The fields whose content is `unknown`
- * are encoded as JSON:
+ * What crosses the wire: `_tag`, `message` (as it was built, never rebuilt
+ * on the other side) and every field; never the `stack`. A field that is
+ * `undefined` is left out, and decodes as `undefined` again
+ * ({@link UndefinedAsAbsent}). The fields whose content is `unknown`:
  * - `JsonRpcError.data` and `ResponseDecodeError.result` came off the JSON-RPC
  *   wire, so they cross as the JSON they are ({@link JsonValue}); a value that
  *   is not JSON (only if you built the error yourself) crosses as Effect's
  *   JSON rendering of it.
- * - `WorkerSpawnError.cause` crosses as a defect (`Schema.Defect()`): an
- *   `Error` becomes `{ name, message, cause? }` and decodes to a plain `Error`
- *   with that name and message (not the original class, no stack); any other
- *   value crosses as its JSON. The spawn error's own fields (`pid`,
- *   `stderrTail`, `reason`) cross in full.
- * The `stack` never crosses.
+ * - `WorkerSpawnError.cause` crosses as a defect ({@link DefectValue},
+ *   `Schema.Defect()`): an `Error` becomes `{ name, message, cause? }` and
+ *   decodes as a plain `Error` with that name and message (not the original
+ *   class, no stack); any other value crosses as its JSON. The spawn error's
+ *   own fields (`pid`, `stderrTail`, `reason`) cross in full.
  *
  * Every error follows one pattern; follow it for a new one:
  *
@@ -31,8 +31,8 @@
  * export class SomethingFailedError extends Schema.TaggedError<SomethingFailedError>()("SomethingFailedError", {
  *   message: Schema.String, // always, first: built by the constructor, carried as is over the wire
  *   method: Schema.String, // then every field with its Schema
- *   pid: Schema.optional(Schema.Number), // a `T | undefined` field (JSON drops the undefined; it decodes back)
- *   data: Schema.optionalKey(JsonValue) // `unknown` content: JsonValue (JSON off the wire) or Schema.Defect()
+ *   pid: UndefinedAsAbsent(Schema.Number), // a field of type `T | undefined`
+ *   data: JsonValue // a field of type `unknown`: JsonValue (JSON off the wire) or DefectValue (a cause)
  * }) {
  *   constructor(
  *     props: { readonly method: string; readonly pid?: number | undefined; readonly data?: unknown },
@@ -41,7 +41,7 @@
  *     super({
  *       method: props.method,
  *       pid: props.pid,
- *       ...(props.data === undefined ? {} : { data: props.data }), // absent, not undefined (which is no JSON)
+ *       data: props.data,
  *       message: `The codex app-server failed "${props.method}". Say what to do about it.`
  *     }, options)
  *   }
@@ -62,7 +62,9 @@
  *   writes (`PoolOptionsError`) has no constructor of its own.
  * - Add the class to {@link CodexWorkerPoolError} and a case to
  *   `test/errors.test.ts` (fixed input, message word for word, fields; the
- *   round trips and `catchTag` come with the case).
+ *   round trips and `catchTag` come with the case). Define it in this module:
+ *   the union is built when this module loads, so a class of a module that
+ *   imports this one could not be listed in it.
  *
  * Cost: the constructor checks its input against the fields' Schemas (a
  * Schema class always does; `disableChecks` skips only refinements, and no
@@ -75,27 +77,7 @@
  *
  * @since 0.1.0
  */
-import { Formatter, Schema, SchemaTransformation } from "effect"
-
-/**
- * A field whose content is any JSON value, typed `unknown`: what the
- * app-server sent (`JsonRpcError.data`, `ResponseDecodeError.result`).
- * Encoding leaves JSON as it is and renders anything else with
- * `Formatter.formatJson` (or, failing that, as text); decoding leaves it as it
- * is. The constructors do not check it.
- *
- * @since 0.1.0
- * @category schemas
- */
-export const JsonValue: Schema.Codec<unknown, Schema.Json> = Schema.Json.pipe(
-  Schema.decodeTo(
-    Schema.Unknown,
-    SchemaTransformation.transform<unknown, Schema.Json>({
-      decode: (json) => json,
-      encode: (value) => toJson(value)
-    })
-  )
-)
+import { Formatter, Option, Schema, SchemaTransformation } from "effect"
 
 const toJson = (value: unknown): Schema.Json => {
   try {
@@ -104,6 +86,59 @@ const toJson = (value: unknown): Schema.Json => {
     return Formatter.format(value)
   }
 }
+
+/**
+ * The Schema of an error field of type `T | undefined` (a required key, as a
+ * plain class field would be): `undefined` is encoded as an absent key (JSON
+ * has no `undefined`) and an absent key decoded as `undefined`, so the field
+ * is an own property of the error on either side of the wire, as it was
+ * built.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const UndefinedAsAbsent = <S extends Schema.Top>(schema: S) =>
+  Schema.optionalKey(schema).pipe(
+    Schema.decodeTo(
+      Schema.UndefinedOr(Schema.toType(schema)),
+      SchemaTransformation.transformOptional<S["Type"] | undefined, S["Type"]>({
+        decode: (value) => Option.some(Option.getOrUndefined(value)),
+        encode: (value) => Option.filter(value, (v): v is S["Type"] => v !== undefined)
+      })
+    )
+  )
+
+/**
+ * The Schema of an error field whose content is any JSON value, typed
+ * `unknown`: what the app-server sent (`JsonRpcError.data`,
+ * `ResponseDecodeError.result`). Encoding leaves JSON as it is, renders
+ * anything else with `Formatter.formatJson` (or, failing that, as text), and
+ * leaves out an `undefined` value; decoding leaves the JSON as it is (an
+ * absent key gives `undefined`). The constructors do not check it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const JsonValue = UndefinedAsAbsent(
+  Schema.Json.pipe(
+    Schema.decodeTo(
+      Schema.Unknown,
+      SchemaTransformation.transform<unknown, Schema.Json>({ decode: (json) => json, encode: toJson })
+    )
+  )
+)
+
+/**
+ * The Schema of an error field typed `unknown` that holds a cause
+ * (`WorkerSpawnError.cause`): `Schema.Defect()`, leaving out an `undefined`
+ * value. An `Error` is encoded as `{ name, message, cause? }` (no stack) and
+ * decoded as a plain `Error` with that name and message; anything else is
+ * encoded as its JSON and decoded as it is. The constructors do not check it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DefectValue = UndefinedAsAbsent(Schema.Defect())
 
 /**
  * The pool was shut down: every queued waiter fails with it, and so does every
@@ -220,7 +255,7 @@ export class JsonRpcError extends Schema.TaggedError<JsonRpcError>()("JsonRpcErr
   method: Schema.String,
   code: Schema.Number,
   serverMessage: Schema.String,
-  data: Schema.optionalKey(JsonValue)
+  data: JsonValue
 }) {
   constructor(props: {
     readonly method: string
@@ -232,7 +267,7 @@ export class JsonRpcError extends Schema.TaggedError<JsonRpcError>()("JsonRpcErr
       method: props.method,
       code: props.code,
       serverMessage: props.serverMessage,
-      ...(props.data === undefined ? {} : { data: props.data }),
+      data: props.data,
       message: `The codex app-server rejected "${props.method}" with error ${props.code}: ` +
         `${props.serverMessage.length > 300 ? `${props.serverMessage.slice(0, 300)}…` : props.serverMessage}. ` +
         `Check the method's parameters (see \`codex app-server generate-ts\`) or the worker's state.`
@@ -374,9 +409,9 @@ export class WorkerSpawnError extends Schema.TaggedError<WorkerSpawnError>()("Wo
   message: Schema.String,
   command: Schema.String,
   reason: WorkerSpawnReason,
-  pid: Schema.optional(Schema.Number),
+  pid: UndefinedAsAbsent(Schema.Number),
   stderrTail: Schema.Array(Schema.String),
-  cause: Schema.Defect()
+  cause: DefectValue
 }) {
   constructor(props: {
     readonly command: string
@@ -441,7 +476,7 @@ export class WorkerSpawnError extends Schema.TaggedError<WorkerSpawnError>()("Wo
 export class LeaseTimeoutError extends Schema.TaggedError<LeaseTimeoutError>()("LeaseTimeoutError", {
   message: Schema.String,
   leaseTimeoutMs: Schema.Number,
-  pid: Schema.optional(Schema.Number)
+  pid: UndefinedAsAbsent(Schema.Number)
 }) {
   constructor(props: { readonly leaseTimeoutMs: number; readonly pid?: number | undefined }, options?: Schema.MakeOptions) {
     const worker = props.pid === undefined ? "the worker" : `codex worker pid ${props.pid}`
@@ -469,16 +504,14 @@ export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>
   message: Schema.String,
   method: Schema.String,
   issue: Schema.String,
-  result: Schema.optionalKey(JsonValue)
+  result: JsonValue
 }) {
   constructor(
     props: { readonly method: string; readonly issue: string; readonly result: unknown },
     options?: Schema.MakeOptions
   ) {
     super({
-      method: props.method,
-      issue: props.issue,
-      ...(props.result === undefined ? {} : { result: props.result }),
+      ...props,
       message: `The codex app-server's result for "${props.method}" does not match the expected schema: ` +
         `${props.issue.length > 500 ? `${props.issue.slice(0, 500)}…` : props.issue}. ` +
         `The worker may run a codex version other than the one the schema was written for: check the schema ` +

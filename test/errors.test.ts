@@ -7,7 +7,7 @@
  * equal instance of its class, alone and through the `CodexWorkerPoolError`
  * union.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import {
@@ -219,6 +219,8 @@ const throughJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value
 
 const expectFields = (error: CodexWorkerPoolError, fields: Readonly<Record<string, unknown>>) => {
   for (const [key, value] of Object.entries(fields)) {
+    // an own property even when undefined, as a plain class field is
+    expect(Object.hasOwn(error, key), key).toBe(true)
     const actual = (error as unknown as Record<string, unknown>)[key]
     if (key === "cause" && typeof value === "object" && value !== null) {
       // a cause that crossed the wire: an Error with the original's name and message
@@ -264,8 +266,7 @@ describe("errors", () => {
     it("crosses JSON through its own Schema and comes back an equal instance of its class", () => {
       const encoded = Schema.encodeUnknownSync(c.Class)(c.make())
       const wire = throughJson(encoded)
-      // what the Schema encodes is JSON already (toEqual: JSON drops an undefined `pid`, which decodes as undefined)
-      expect(wire).toEqual(encoded)
+      expect(wire).toStrictEqual(encoded) // what the Schema encodes is JSON already (an undefined field is absent)
       expect((wire as { _tag: string; message: string })._tag).toBe(c.Class.name)
       expect((wire as { _tag: string; message: string }).message).toBe(c.message)
       expectSame(Schema.decodeUnknownSync(c.Class)(wire), c)
@@ -312,6 +313,54 @@ describe("errors", () => {
       )
       expect(result).toBe("waited 5 ms")
     }))
+
+  it("an undefined field is absent on the wire and undefined again after it; JSON null stays null", () => {
+    const without = new JsonRpcError({ method: "m", code: 1, serverMessage: "s" })
+    const encoded = Schema.encodeUnknownSync(Schema.toCodecJson(JsonRpcError))(without)
+    expect(Object.hasOwn(encoded as object, "data")).toBe(false)
+    const decoded = Schema.decodeUnknownSync(JsonRpcError)(throughJson(encoded))
+    expect(Object.hasOwn(decoded, "data")).toBe(true)
+    expect(decoded.data).toBeUndefined()
+    const withNull = new JsonRpcError({ method: "m", code: 1, serverMessage: "s", data: null })
+    const nullWire = throughJson(Schema.encodeUnknownSync(Schema.toCodecJson(JsonRpcError))(withNull))
+    expect(nullWire).toMatchObject({ data: null })
+    expect(Schema.decodeUnknownSync(JsonRpcError)(nullWire).data).toBeNull()
+  })
+
+  it("the fields keep their types", () => {
+    expectTypeOf<AcquireTimeoutError["waitedMs"]>().toEqualTypeOf<number>()
+    expectTypeOf<WorkerNotLeasedError["operation"]>().toEqualTypeOf<
+      "release" | "invalidate" | "request" | "notify" | "respond" | "respondError"
+    >()
+    expectTypeOf<JsonRpcError["data"]>().toEqualTypeOf<unknown>()
+    expectTypeOf<WorkerCrashedError["code"]>().toEqualTypeOf<number | null>()
+    expectTypeOf<WorkerCrashedError["signal"]>().toEqualTypeOf<string | null>()
+    expectTypeOf<WorkerCrashedError["stderrTail"]>().toEqualTypeOf<ReadonlyArray<string>>()
+    expectTypeOf<WorkerSpawnError["reason"]>().toEqualTypeOf<
+      "StartFailed" | "CodexHome" | "ExitedEarly" | "InitializeFailed" | "Timeout"
+    >()
+    expectTypeOf<WorkerSpawnError["pid"]>().toEqualTypeOf<number | undefined>()
+    expectTypeOf<WorkerSpawnError["cause"]>().toEqualTypeOf<unknown>()
+    expectTypeOf<LeaseTimeoutError["pid"]>().toEqualTypeOf<number | undefined>()
+    expectTypeOf<ResponseDecodeError["result"]>().toEqualTypeOf<unknown>()
+    expectTypeOf<PoolShutdownError["message"]>().toEqualTypeOf<string>()
+    // required keys, as the plain class fields were
+    expectTypeOf<{} extends Pick<LeaseTimeoutError, "pid"> ? true : false>().toEqualTypeOf<false>()
+    expectTypeOf<CodexWorkerPoolError["_tag"]>().toEqualTypeOf<
+      | "PoolShutdownError"
+      | "AcquireTimeoutError"
+      | "QueueFullError"
+      | "WorkerNotLeasedError"
+      | "PoolOptionsError"
+      | "JsonRpcError"
+      | "RequestTimeoutError"
+      | "ChannelClosedError"
+      | "WorkerCrashedError"
+      | "WorkerSpawnError"
+      | "LeaseTimeoutError"
+      | "ResponseDecodeError"
+    >()
+  })
 
   it("JsonRpcError data that is not JSON crosses as JSON, the error intact", () => {
     const circular: Record<string, unknown> = { id: 1n, at: new Date(0) }
