@@ -9,6 +9,9 @@
  */
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import { Rpc } from "effect/rpc"
 import * as Schema from "effect/Schema"
 import {
   AcquireTimeoutError,
@@ -373,6 +376,18 @@ describe("errors", () => {
     expect(decoded).toBeInstanceOf(JsonRpcError)
     expect(decoded.message).toBe(error.message)
     expect(decoded.data).toStrictEqual({ id: "1n", at: "1970-01-01T00:00:00.000Z" })
+  })
+
+  it("an RPC whose error channel is CodexWorkerPoolError carries each error as its JSON serialization does", () => {
+    // RpcServer encodes an exit with Schema.toCodecJson(Rpc.exitSchema(rpc)), RpcClient decodes it the same way
+    const rpc = Rpc.make("Run", { success: Schema.String, error: CodexWorkerPoolError })
+    const codec = Schema.toCodecJson(Rpc.exitSchema(rpc))
+    for (const c of cases) {
+      const wire = throughJson(Schema.encodeUnknownSync(codec)(Exit.fail(c.make())))
+      const exit = Schema.decodeUnknownSync(codec)(wire)
+      expect(Exit.isFailure(exit), c.label).toBe(true)
+      expectSame(Option.getOrUndefined(Exit.findErrorOption(exit)), c)
+    }
   })
 
   it("the message crosses as it was built: the receiving side does not rebuild it from the fields", () => {
