@@ -25,23 +25,31 @@
  *   class, no stack); any other value crosses as its JSON. The spawn error's
  *   own fields (`pid`, `stderrTail`, `reason`) cross in full.
  *
- * Every error follows one pattern; follow it for a new one:
+ * Every error follows one pattern; follow it for a new one (the block
+ * compiles in this module, whose helpers it uses: hence `no-check`):
  *
- * ```ts
+ * ```ts no-check
  * export class SomethingFailedError extends Schema.TaggedError<SomethingFailedError>()("SomethingFailedError", {
  *   message: Schema.String, // always, first: built by the constructor, carried as is over the wire
  *   method: Schema.String, // then every field with its Schema
  *   pid: UndefinedAsAbsent(Schema.Number), // a field of type `T | undefined`
- *   data: JsonValue // a field of type `unknown`: JsonValue (JSON off the wire) or DefectValue (a cause)
+ *   data: JsonValue, // a field of type `unknown`: JsonValue (JSON off the wire) or DefectValue (a cause)
+ *   extra: Schema.Record(Schema.String, UnknownJson) // JSON inside another Schema: UnknownJson
  * }) {
  *   constructor(
- *     props: { readonly method: string; readonly pid?: number | undefined; readonly data?: unknown },
+ *     props: {
+ *       readonly method: string
+ *       readonly pid?: number | undefined
+ *       readonly data?: unknown
+ *       readonly extra?: Readonly<Record<string, unknown>> | undefined
+ *     },
  *     options?: Schema.MakeOptions // always, and always passed on to super
  *   ) {
  *     super({
  *       method: props.method,
  *       pid: props.pid,
  *       data: props.data,
+ *       extra: props.extra ?? {},
  *       message: `The codex app-server failed "${props.method}". Say what to do about it.`
  *     }, options)
  *   }
@@ -109,24 +117,33 @@ export const UndefinedAsAbsent = <S extends Schema.Top>(schema: S) =>
   )
 
 /**
- * The Schema of an error field whose content is any JSON value, typed
- * `unknown`: what the app-server sent (`JsonRpcError.data`,
- * `ResponseDecodeError.result`). Encoding leaves JSON as it is, renders
- * anything else with `Formatter.formatJson` (or, failing that, as text), and
- * leaves out an `undefined` value; decoding leaves the JSON as it is (an
- * absent key gives `undefined`). The constructors do not check it.
+ * A value typed `unknown` that is JSON (what the app-server sent), encoded as
+ * that JSON: encoding leaves JSON as it is and renders anything else with
+ * `Formatter.formatJson` (or, failing that, as text); decoding leaves the JSON
+ * as it is. Not a field on its own (see {@link JsonValue}); use it inside
+ * other Schemas, e.g. `Schema.Record(Schema.String, UnknownJson)`.
  *
  * @since 0.1.0
  * @category schemas
  */
-export const JsonValue = UndefinedAsAbsent(
-  Schema.Json.pipe(
-    Schema.decodeTo(
-      Schema.Unknown,
-      SchemaTransformation.transform<unknown, Schema.Json>({ decode: (json) => json, encode: toJson })
-    )
+export const UnknownJson: Schema.Codec<unknown, Schema.Json> = Schema.Json.pipe(
+  Schema.decodeTo(
+    Schema.Unknown,
+    SchemaTransformation.transform<unknown, Schema.Json>({ decode: (json) => json, encode: toJson })
   )
 )
+
+/**
+ * The Schema of an error field whose content is any JSON value, typed
+ * `unknown`: what the app-server sent (`JsonRpcError.data`,
+ * `ResponseDecodeError.result`). {@link UnknownJson}, leaving out an
+ * `undefined` value (an absent key decodes as `undefined`). The constructors
+ * do not check it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const JsonValue = UndefinedAsAbsent(UnknownJson)
 
 /**
  * The Schema of an error field typed `unknown` that holds a cause
