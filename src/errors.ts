@@ -26,9 +26,9 @@
  *   own fields (`pid`, `stderrTail`, `reason`) cross in full.
  *
  * Every error follows one pattern; follow it for a new one (the block
- * compiles in this module, whose helpers it uses: hence `no-check`):
+ * compiles in this module, whose helpers it uses; it is not a user example):
  *
- * ```ts no-check
+ * ```text
  * export class SomethingFailedError extends Schema.TaggedError<SomethingFailedError>()("SomethingFailedError", {
  *   message: Schema.String, // always, first: built by the constructor, carried as is over the wire
  *   method: Schema.String, // then every field with its Schema
