@@ -3,7 +3,16 @@ import { Cause, Context, Deferred, Effect, Exit, Fiber, Logger, Metric, Referenc
 import { TestClock } from "effect/testing"
 import { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "../src/errors.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
+import { failFast } from "./helpers/failFast.ts"
 import { CreateFailed, makeResources, type Resource } from "./helpers/resources.ts"
+
+/**
+ * `it.effect` that fails fast instead of hanging: a test whose fibers all wait
+ * for something that never happens (a broken pool) fails at once, and so does
+ * a teardown whose pool cannot shut down (see helpers/failFast.ts).
+ */
+const test = <E>(name: string, body: () => Effect.Effect<void, E, Scope.Scope>) =>
+  it.effect(name, () => failFast(body(), { name }))
 
 /** Lets forked fibers run until they block. */
 const settle = Effect.gen(function*() {
@@ -28,7 +37,7 @@ const forkLease = <W, E>(pool: WorkerPool.WorkerPool<W, E>, served: Array<string
 
 describe("WorkerPool", () => {
   describe("capacity and order", () => {
-    it.effect("at most size workers exist and acquires beyond capacity wait", () =>
+    test("at most size workers exist and acquires beyond capacity wait", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 2 })
@@ -41,7 +50,7 @@ describe("WorkerPool", () => {
         expect(third.pollUnsafe()).toBeUndefined()
       }))
 
-    it.effect("waiters are served first in, first out", () =>
+    test("waiters are served first in, first out", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -59,7 +68,7 @@ describe("WorkerPool", () => {
         expect(served).toEqual(["a", "b", "c", "d"])
       }))
 
-    it.effect("an acquire that arrives while others wait goes behind them (no barging)", () =>
+    test("an acquire that arrives while others wait goes behind them (no barging)", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -76,7 +85,7 @@ describe("WorkerPool", () => {
         expect(served).toEqual(["early", "late"])
       }))
 
-    it.effect("release hands the worker straight to the oldest waiter without idling or creating", () =>
+    test("release hands the worker straight to the oldest waiter without idling or creating", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -93,7 +102,7 @@ describe("WorkerPool", () => {
   })
 
   describe("abort", () => {
-    it.effect("an interrupted waiter leaves the queue at once and never receives a worker", () =>
+    test("an interrupted waiter leaves the queue at once and never receives a worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -111,7 +120,7 @@ describe("WorkerPool", () => {
         expect(Exit.hasInterrupts(yield* Fiber.await(a))).toBe(true)
       }))
 
-    it.effect("a waiter interrupted just before a release does not take the worker from the next waiter", () =>
+    test("a waiter interrupted just before a release does not take the worker from the next waiter", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -132,7 +141,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 1, queued: 0, workers: 1 })
       }))
 
-    it.effect("a long queue of leases that end at once is served without overflowing the stack", () =>
+    test("a long queue of leases that end at once is served without overflowing the stack", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -150,7 +159,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ queued: 0, busy: 0, idle: 1 })
       }))
 
-    it.effect("interrupting a use while queued leaves nothing queued", () =>
+    test("interrupting a use while queued leaves nothing queued", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* lease(pool)
@@ -163,7 +172,7 @@ describe("WorkerPool", () => {
   })
 
   describe("bounded waiting", () => {
-    it.effect("acquireTimeout fails the waiter with how long it waited, how many were ahead and the size", () =>
+    test("acquireTimeout fails the waiter with how long it waited, how many were ahead and the size", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, acquireTimeout: "10 seconds" })
         yield* lease(pool)
@@ -182,7 +191,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(0)
       }))
 
-    it.effect("a per-acquire timeout overrides the pool's and counts the waiters still ahead", () =>
+    test("a per-acquire timeout overrides the pool's and counts the waiters still ahead", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* lease(pool)
@@ -198,7 +207,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(2)
       }))
 
-    it.effect("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
+    test("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, maxQueue: 1 })
         yield* lease(pool)
@@ -212,7 +221,7 @@ describe("WorkerPool", () => {
   })
 
   describe("shutdown", () => {
-    it.effect("every queued waiter fails with PoolShutdownError, not an interruption", () =>
+    test("every queued waiter fails with PoolShutdownError, not an interruption", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
         const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
@@ -231,7 +240,7 @@ describe("WorkerPool", () => {
         yield* Fiber.join(closing)
       }))
 
-    it.effect("an acquire after shutdown fails at once with PoolShutdownError", () =>
+    test("an acquire after shutdown fails at once with PoolShutdownError", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
         const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
@@ -241,7 +250,7 @@ describe("WorkerPool", () => {
         expect(error.message).toMatch(/^Worker pool has been shut down\./)
       }))
 
-    it.effect("idle workers are finalized at once and leased ones when they are returned", () =>
+    test("idle workers are finalized at once and leased ones when they are returned", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const scope = yield* Scope.make()
@@ -258,7 +267,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([2, 1])
       }))
 
-    it.effect("leased workers are finalized anyway after shutdownTimeout", () =>
+    test("leased workers are finalized anyway after shutdownTimeout", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const scope = yield* Scope.make()
@@ -278,7 +287,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("a create in flight at shutdown is interrupted and leaves nothing behind", () =>
+    test("a create in flight at shutdown is interrupted and leaves nothing behind", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.gate = yield* Deferred.make<void>()
@@ -295,7 +304,7 @@ describe("WorkerPool", () => {
   })
 
   describe("create failures", () => {
-    it.effect("a failed create fails the waiter that caused it and the pool stays usable", () =>
+    test("a failed create fails the waiter that caused it and the pool stays usable", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.failing.add(1)
@@ -308,7 +317,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, created: 1, busy: 1 })
       }))
 
-    it.effect("with waiters queued, a failed create fails its own waiter only", () =>
+    test("with waiters queued, a failed create fails its own waiter only", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.gate = yield* Deferred.make<void>()
@@ -325,7 +334,7 @@ describe("WorkerPool", () => {
   })
 
   describe("idle lifecycle", () => {
-    it.effect("an idle worker is finalized exactly at idleTimeout", () =>
+    test("an idle worker is finalized exactly at idleTimeout", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
@@ -338,7 +347,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).workers).toBe(0)
       }))
 
-    it.effect("reuse restarts the idle clock", () =>
+    test("reuse restarts the idle clock", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
@@ -352,7 +361,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("idleTimeout 0 never retires a worker", () =>
+    test("idleTimeout 0 never retires a worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: 0 })
@@ -362,7 +371,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).idle).toBe(1)
       }))
 
-    it.effect("a worker is never retired while someone waits for it", () =>
+    test("a worker is never retired while someone waits for it", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 second" })
@@ -375,7 +384,7 @@ describe("WorkerPool", () => {
         expect((yield* Fiber.join(waiter)).worker.id).toBe(1)
       }))
 
-    it.effect("minIdle keeps that many workers warm and never retires them", () =>
+    test("minIdle keeps that many workers warm and never retires them", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 3, minIdle: 1, idleTimeout: "1 second" })
@@ -396,7 +405,7 @@ describe("WorkerPool", () => {
   })
 
   describe("invalidate", () => {
-    it.effect("an idle invalidated worker is finalized and its slot refilled on demand", () =>
+    test("an idle invalidated worker is finalized and its slot refilled on demand", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -408,7 +417,7 @@ describe("WorkerPool", () => {
         expect((yield* lease(pool)).worker.id).toBe(2)
       }))
 
-    it.effect("a leased invalidated worker is finalized when its lease ends, then replaced for the next waiter", () =>
+    test("a leased invalidated worker is finalized when its lease ends, then replaced for the next waiter", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -423,7 +432,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("a lease held past leaseTimeout retires the worker and runs onLeaseTimeout once", () =>
+    test("a lease held past leaseTimeout retires the worker and runs onLeaseTimeout once", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const expired: Array<[number, number]> = []
@@ -450,7 +459,7 @@ describe("WorkerPool", () => {
         expect(second.worker.id).toBe(2)
       }))
 
-    it.effect("a use whose function throws while queued dies with that defect and releases the worker", () =>
+    test("a use whose function throws while queued dies with that defect and releases the worker", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -467,7 +476,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0 })
       }))
 
-    it.effect("use releases the worker when its effect fails", () =>
+    test("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const error = yield* Effect.flip(pool.use(() => Effect.fail("boom" as const)))
@@ -477,7 +486,7 @@ describe("WorkerPool", () => {
   })
 
   describe("observability", () => {
-    it.effect("metrics report queue, busy, idle and counts with the pool and provider attributes", () =>
+    test("metrics report queue, busy, idle and counts with the pool and provider attributes", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({
           acquire: makeResources().acquire,
@@ -505,7 +514,7 @@ describe("WorkerPool", () => {
         expect(metrics["worker_pool_wait_ms"]?.state).toMatchObject({ count: 2, sum: 250 })
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
-    it.effect("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
+    test("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
       const lines: Array<unknown> = []
       const logger = Logger.make((options) => {
         if (options.logLevel === "Debug") lines.push(options.message)
@@ -532,7 +541,7 @@ describe("WorkerPool", () => {
   })
 
   describe("construction", () => {
-    it.effect("layer builds the pool as a service and shuts it down when released", () =>
+    test("layer builds the pool as a service and shuts it down when released", () =>
       Effect.gen(function*() {
         const res = makeResources()
         class Pool extends Context.Service<Pool, WorkerPool.WorkerPool<Resource, CreateFailed>>()("test/Pool") {}
@@ -546,7 +555,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("bad options are a defect naming the option", () =>
+    test("bad options are a defect naming the option", () =>
       Effect.gen(function*() {
         const acquire = makeResources().acquire
         const cases: Array<[WorkerPool.Options<Resource, CreateFailed, never>, RegExp]> = [
@@ -567,7 +576,7 @@ describe("WorkerPool", () => {
         }
       }))
 
-    it.effect("shutdown is idempotent and later leases fail", () =>
+    test("shutdown is idempotent and later leases fail", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* pool.shutdown
