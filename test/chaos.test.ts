@@ -10,6 +10,9 @@
  * mid-turn, requests never answered, garbage lines, malformed responses (the
  * five shapes), stdin that breaks while the process lives on.
  *
+ * In about a third of the rounds the pool is shut down in the middle of the
+ * chaos, with calls in flight and more arriving.
+ *
  * Invariants, each round:
  * - every library call settles (a watchdog of `CHAOS_SETTLE_MS`, 10 s by
  *   default, names the call that did not);
@@ -21,7 +24,9 @@
  * - the pool never hands out (acquire, use) a worker that already failed a
  *   request because it is gone (`ChannelClosedError`, `WorkerCrashedError`,
  *   `LeaseTimeoutError`);
- * - once the faults stop, the pool serves normally: uses complete whole turns;
+ * - once the faults stop, the pool serves normally: uses complete whole turns
+ *   (after a shutdown in the middle of the chaos: an acquire fails at once
+ *   with `PoolShutdownError`);
  * - `stats()` returns to rest: busy 0, queued 0, creating 0;
  * - after `shutdown()`, no process of any worker tree is alive, read from
  *   `/proc` by the round's marker (zombies count as dead), and no host-exit
@@ -55,7 +60,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
-import { ChannelClosedError, LeaseTimeoutError, WorkerCrashedError } from "../src/errors.ts"
+import { ChannelClosedError, LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
 import * as ExitHooks from "../src/internal/exitHooks.ts"
 import { calm, Calls, makePlan, retainedBytes, Rng, roundSeed, spawnLog, fullGc, writePlan } from "./helpers/chaos.ts"
 import { fakePoolOptions, killByMarker, liveByMarker, newMarker, statFields, waitUntil } from "./helpers/procs.ts"
@@ -138,6 +143,8 @@ interface Round {
   readonly pool: CodexPromiseWorkerPool
   readonly calls: Calls
   readonly refs: Array<WeakRef<object>>
+  /** The pool's `acquireTimeoutMs`. */
+  readonly acquireTimeoutMs: number
   /** Workers (by their `initializeResult`, one object per process) that failed a request because they are gone. */
   readonly dead: WeakMap<object, string>
 }
@@ -181,7 +188,12 @@ const caller = async (round: Round, name: string, seed: number): Promise<void> =
     abortTimer = setTimeout(() => controller.abort(reason), rng.int(0, 800))
   }
   const aborts = abortTimer !== undefined
-  const acquireOptions = { signal: controller?.signal, timeoutMs: rng.pick([undefined, undefined, 0, 200, 1_000]) }
+  // Every wait in the queue is bounded (by the pool's acquireTimeoutMs, the caller's, or its abort), so that a
+  // legitimate wait behind slow leases never comes near the settle watchdog.
+  const acquireTimeout = aborts || round.acquireTimeoutMs > 0
+    ? rng.pick([undefined, undefined, 200, 1_000, 3_000])
+    : rng.pick([200, 1_000, 3_000])
+  const acquireOptions = { signal: controller?.signal, timeoutMs: acquireTimeout }
   const requestTimeout = () => rng.pick([150, 400, 1_000])
   const flow = rng.pick(["turn", "turn", "strict", "acquire", "acquire", "throw", "invalidate"] as const)
   try {
@@ -218,14 +230,14 @@ const caller = async (round: Round, name: string, seed: number): Promise<void> =
         break
       }
       case "strict": {
-        // No timeout, no signal: `thread/start` is always answered (or malformed), or the worker dies or is
-        // finalized, so the request must settle on its own.
+        // A request with no timeout and no signal: `thread/start` is always answered (maybe malformed), or the
+        // worker dies or is finalized, so the request must settle on its own.
         await track("use (strict)", () =>
           pool.use(async (worker) => {
             handedOut(round, name, "use (strict)", worker)
             await request(worker, "request thread/start (no timeout)", () =>
               worker.request("thread/start", { ephemeral: true }))
-          }, { timeoutMs: acquireOptions.timeoutMs }))
+          }, acquireOptions))
         break
       }
       case "acquire": {
@@ -308,7 +320,7 @@ const runRound = async (seed: number, index: number, hooksBefore: number): Promi
   markers.push(marker)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cwp-chaos-"))
   const violations: Array<string> = []
-  const spawnTimeoutMs = 2_000
+  const spawnTimeoutMs = 3_000
   const poolSize = rng.int(1, 3)
   const maxQueue = rng.pick([0, 1, 2, 4, 8, undefined])
   const options = {
@@ -332,13 +344,40 @@ const runRound = async (seed: number, index: number, hooksBefore: number): Promi
     fakePoolOptions(marker, [`--chaos-dir=${dir}`, "--delta-delay-ms=15"], options)
   )
   refs.push(new WeakRef(pool))
-  const round: Round = { pool, calls, refs, dead }
+  const round: Round = { pool, calls, refs, dead, acquireTimeoutMs: options.acquireTimeoutMs }
   const phase = (name: string) => `${name} (${JSON.stringify(pool?.stats())})`
   let log = ""
   try {
-    // --- chaos: callers that loop over random flows for the phase, plus bursts past maxQueue.
+    // --- shutdown: nothing of any worker tree survives it (checked the moment it resolves).
+    const shutdown = async (label: string) => {
+      await calls.track("test", label, new Set(), () => pool!.shutdown()).catch(() => {})
+      const survivors = liveByMarker(marker)
+      if (survivors.length > 0) {
+        const gone = await waitUntil(() => liveByMarker(marker).length === 0, { timeoutMs: 2_000 })
+        violations.push(
+          `after ${label} resolved, ${survivors.length} process(es) of the worker trees were alive ` +
+            `(${gone ? "gone within 2 s: killed late" : "still alive 2 s later: leaked"}):\n    ` +
+            survivors.map((p) => describeProcess(p.pid, p.cmdline)).join("\n    ")
+        )
+      }
+      const s = pool!.stats()
+      if (!s.closed || s.busy + s.idle + s.creating + s.finalizing + s.queued + s.processes !== 0) {
+        violations.push(`stats() after ${label}: ${JSON.stringify(s)}`)
+      }
+      if (ExitHooks.registeredCount() !== hooksBefore) {
+        violations.push(`${ExitHooks.registeredCount() - hooksBefore} host-exit hook(s) still registered after ${label}`)
+      }
+    }
+
+    // --- chaos: callers that loop over random flows for the phase, plus bursts past maxQueue; in some rounds the
+    // pool is shut down in the middle of it all.
     const flows: Array<Promise<void>> = []
     const end = Date.now() + PHASE_MS
+    const shutdownAt = rng.chance(0.3) ? rng.int(100, PHASE_MS) : undefined
+    let midChaos: Promise<void> | undefined
+    const shutdownTimer = shutdownAt === undefined
+      ? undefined
+      : setTimeout(() => (midChaos = shutdown(`shutdown() ${shutdownAt} ms into the chaos`)), shutdownAt)
     const steady = poolSize + rng.int(0, 2)
     for (let i = 0; i < steady; i++) {
       const seed = rng.seed()
@@ -356,48 +395,39 @@ const runRound = async (seed: number, index: number, hooksBefore: number): Promi
       for (let i = 0; i < burst; i++) flows.push(caller(round, `burst ${wave} caller ${i}`, rng.seed()))
     }
     await Promise.all(flows)
+    clearTimeout(shutdownTimer)
+    await midChaos
     await calls.drain()
     log += `${phase("after the chaos")}\n`
+    if (midChaos !== undefined) {
+      // Shut down: an acquire fails at once with PoolShutdownError.
+      const error = await pool.acquire().then(() => "a worker", (e: unknown) => e)
+      if (!(error instanceof PoolShutdownError)) violations.push(`an acquire after shutdown ended with ${String(error)}`)
+    } else {
+      // --- the faults stop: the pool must serve normally.
+      calm(dir)
+      // Crashes already under way surface (the pool takes their workers out of service) within a few ms.
+      await sleep(300)
+      await waitUntil(() => pool!.stats().creating === 0, { timeoutMs: 5_000 })
+      const service: Array<Promise<void>> = []
+      for (let i = 0; i < poolSize; i++) {
+        service.push((async () => {
+          for (let k = 0; k < 2; k++) await serviceUse(round, `service use ${i}.${k}`, violations)
+        })())
+      }
+      await Promise.all(service)
+      await calls.drain()
+      log += `${phase("after the service check")}\n`
 
-    // --- the faults stop: the pool must serve normally.
-    calm(dir)
-    // Crashes already under way surface (the pool takes their workers out of service) within a few ms.
-    await sleep(300)
-    await waitUntil(() => pool!.stats().creating === 0, { timeoutMs: 5_000 })
-    const service: Array<Promise<void>> = []
-    for (let i = 0; i < poolSize; i++) {
-      service.push((async () => {
-        for (let k = 0; k < 2; k++) await serviceUse(round, `service use ${i}.${k}`, violations)
-      })())
-    }
-    await Promise.all(service)
-    await calls.drain()
-    log += `${phase("after the service check")}\n`
-
-    // --- at rest.
-    const atRest = () => {
-      const s = pool!.stats()
-      return s.busy === 0 && s.queued === 0 && s.creating === 0
-    }
-    if (!(await waitUntil(atRest, { timeoutMs: 3_000 }))) violations.push(`stats() not at rest: ${JSON.stringify(pool.stats())}`)
-
-    // --- shutdown: nothing of any worker tree survives it.
-    await calls.track("test", "shutdown", new Set(), () => pool!.shutdown()).catch(() => {})
-    const survivors = liveByMarker(marker)
-    if (survivors.length > 0) {
-      const gone = await waitUntil(() => liveByMarker(marker).length === 0, { timeoutMs: 2_000 })
-      violations.push(
-        `after shutdown() resolved, ${survivors.length} process(es) of the worker trees were alive ` +
-          `(${gone ? "gone within 2 s: killed late" : "still alive 2 s later: leaked"}):\n    ` +
-          survivors.map((p) => describeProcess(p.pid, p.cmdline)).join("\n    ")
-      )
-    }
-    const s = pool.stats()
-    if (!s.closed || s.busy + s.idle + s.creating + s.finalizing + s.queued + s.processes !== 0) {
-      violations.push(`stats() after shutdown: ${JSON.stringify(s)}`)
-    }
-    if (ExitHooks.registeredCount() !== hooksBefore) {
-      violations.push(`${ExitHooks.registeredCount() - hooksBefore} host-exit hook(s) still registered after shutdown`)
+      // --- at rest.
+      const atRest = () => {
+        const s = pool!.stats()
+        return s.busy === 0 && s.queued === 0 && s.creating === 0
+      }
+      if (!(await waitUntil(atRest, { timeoutMs: 3_000 }))) {
+        violations.push(`stats() not at rest: ${JSON.stringify(pool.stats())}`)
+      }
+      await shutdown("shutdown()")
     }
   } finally {
     await pool.shutdown().catch(() => {})

@@ -82,7 +82,11 @@ export const makePlan = (rng: Rng, count: number, spawnTimeoutMs: number): Array
   const kinds: ReadonlyArray<(f: Record<string, unknown>) => void> = [
     (f) => (f["exitBeforeInitialize"] = true),
     (f) => (f["spawnDelayMs"] = rng.chance(0.25) ? spawnTimeoutMs + 300 : rng.int(50, 500)),
-    (f) => (f["mcpChildren"] = true),
+    // Half of them die while their children start, before answering `initialize`.
+    (f) => {
+      f["mcpChildren"] = true
+      if (rng.chance(0.5)) f["crashAfterMs"] = rng.int(30, 400)
+    },
     (f) => (f["ignoreSigterm"] = true),
     // Startup (often before `initialize` is answered), or later: idle or busy.
     (f) => (f["crashAfterMs"] = rng.chance(0.5) ? rng.int(0, 150) : rng.int(150, 1_500)),
