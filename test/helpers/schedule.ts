@@ -15,6 +15,7 @@ import { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "../../sr
 import type { Slot, Waiter, WaiterFailure } from "../../src/internal/core.ts"
 import { CoreKey, type Internals } from "../../src/internal/poolInternals.ts"
 import * as WorkerPool from "../../src/WorkerPool.ts"
+import { countingScheduler, type SchedulerCounter, watch as watchFiber } from "./failFast.ts"
 import { CreateFailed, makeResources, type Resource } from "./resources.ts"
 
 // -----------------------------------------------------------------------------
@@ -143,34 +144,6 @@ export type Category =
 
 export const allCategories: ReadonlyArray<Category> = ["fifo", "capacity", "settle", "shutdown", "accounting", "idle"]
 
-/**
- * Wraps the current scheduler (the TestClock's) to count the tasks scheduled
- * and not yet run, so that `settle` knows when every fiber has blocked, and
- * optionally to make fibers yield after `opsBeforeYield` operations.
- */
-const countingScheduler = (parent: Scheduler.Scheduler, opsBeforeYield: number | undefined) => {
-  const counter = { pending: 0 }
-  const scheduler: Scheduler.Scheduler = {
-    executionMode: parent.executionMode,
-    shouldYield: (fiber) =>
-      opsBeforeYield === undefined ? parent.shouldYield(fiber) : fiber.currentOpCount >= opsBeforeYield,
-    makeDispatcher() {
-      const dispatcher = parent.makeDispatcher()
-      return {
-        scheduleTask(task, priority) {
-          counter.pending++
-          dispatcher.scheduleTask(() => {
-            counter.pending--
-            task()
-          }, priority)
-        },
-        flush: () => dispatcher.flush()
-      }
-    }
-  }
-  return { scheduler, counter }
-}
-
 type Status = "waiting" | "holding" | "released" | "failed" | "interrupted"
 
 /**
@@ -224,24 +197,41 @@ const describeError = (e: unknown): string =>
 
 /**
  * Runs one schedule and checks the invariants of `watch`. Fails (with a
- * trace) at the first violation in a watched category.
+ * trace) at the first violation in a watched category, and fails fast (with
+ * the trace so far) when the run blocks, whatever the categories: every wait
+ * of the interpreter is bounded in scheduler rounds, and the run as a whole is
+ * watched (helpers/failFast.ts), so a broken pool makes the property fail and
+ * shrink instead of hanging.
  */
 export const runSchedule = (config: Config, steps: ReadonlyArray<Step>, watch: ReadonlyArray<Category>) =>
   Effect.gen(function*() {
     const { counter, scheduler } = countingScheduler(yield* Scheduler.Scheduler, config.opsBeforeYield)
-    return yield* Effect.provideService(runScheduleWith(config, steps, watch, counter), Scheduler.Scheduler, scheduler)
+    const trace: Array<string> = []
+    const run = yield* Effect.forkDetach(
+      Effect.provideService(runScheduleWith(config, steps, watch, counter, trace), Scheduler.Scheduler, scheduler)
+    )
+    const watched = yield* watchFiber(run, counter, 10_000)
+    if (watched._tag === "Done") return yield* watched.exit
+    run.interruptUnsafe()
+    return yield* Effect.die(
+      new Error(
+        `[blocked] the schedule ${
+          watched._tag === "Blocked" ? "is blocked: no fiber can run and it has not ended" : `ran ${watched.ms} ms without ending`
+        }\nconfig: ${JSON.stringify(config)}\ntrace (last 60 lines):\n${trace.slice(-60).join("\n")}`
+      )
+    )
   })
 
 const runScheduleWith = (
   config: Config,
   steps: ReadonlyArray<Step>,
   watch: ReadonlyArray<Category>,
-  counter: { readonly pending: number }
+  counter: SchedulerCounter,
+  trace: Array<string>
 ) =>
   Effect.gen(function*() {
     const watched = new Set(watch)
     const violations: Array<string> = []
-    const trace: Array<string> = []
     const violate = (category: Category, message: string) => {
       if (watched.has(category)) violations.push(`[${category}] ${message}`)
     }
@@ -543,7 +533,9 @@ const runScheduleWith = (
     const startShutdown = Effect.gen(function*() {
       shutdownStartedAt = yield* now()
       trace.push(`  shutdown`)
-      closing = yield* Effect.forkChild(Scope.close(poolScope, Exit.void), { startImmediately: true })
+      // Detached: a run that fails while shutdown still waits (for a lease that a broken pool lost) must end now,
+      // not wait for the interruption of an uninterruptible finalizer on a clock nobody advances any more.
+      closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void), { startImmediately: true })
     })
 
     const checkShutdownOutcomes = () => {
@@ -772,7 +764,12 @@ const runScheduleWith = (
             trace.push(`#${rec.id} interrupted while ${rec.status}`)
             rec.interruptSent = true
             if (rec.status === "waiting" && rec.core !== "served") rec.interruptRequested = true
-            yield* Fiber.interrupt(rec.fiber!)
+            // Bounded: the fiber must have ended once every fiber has settled.
+            rec.fiber!.interruptUnsafe()
+            yield* settle
+            if (rec.fiber!.pollUnsafe() === undefined) {
+              violations.push(`[blocked] #${rec.id} has not ended after its interruption, with every fiber settled`)
+            }
             return undefined
           }
           case "InterruptHeadAndRelease": {
