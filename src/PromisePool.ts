@@ -47,7 +47,7 @@
  */
 import { Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
-import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
+import { PoolOptionsError, PoolShutdownError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
 import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
@@ -175,7 +175,8 @@ export interface PromiseWorkerPool<W> extends AsyncDisposable {
   /**
    * Acquires, runs `fn`, and releases the worker however `fn` ends. It ends
    * only the lease it started: if `fn` released the worker itself, nothing more
-   * happens.
+   * happens. `fn`'s signal aborts when the caller's `signal` does (with its
+   * reason) or when the pool shuts down (with a `PoolShutdownError`).
    */
   use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
   /** The counts now. */
@@ -362,7 +363,7 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
 
   shutdown(): Promise<void> {
     if (this.#shutdown === undefined) {
-      this.#abortOnShutdown.abort(new Error("The worker pool is shutting down."))
+      this.#abortOnShutdown.abort(new PoolShutdownError())
       this.#shutdown = Effect.runPromise(Scope.close(this.#scope, Exit.void))
     }
     return this.#shutdown
