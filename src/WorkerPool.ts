@@ -10,6 +10,12 @@
  * `PoolShutdownError`, finalizes idle workers at once and leased ones when
  * their lease ends (or after `shutdownTimeout`).
  *
+ * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
+ * number of milliseconds). A limit of time (`idleTimeout`, `acquireTimeout`,
+ * `leaseTimeout`, an acquire's `timeout`) is > 0, with `Duration.infinity`
+ * for no limit; zero is refused. `shutdownTimeout` may be zero (leased
+ * workers are finalized at once) or `Duration.infinity` (wait for ever).
+ *
  * Workers are made by the `acquire` effect inside a scope of their own, so
  * whatever `acquire` registers with `Effect.acquireRelease` or
  * `Effect.addFinalizer` runs when the worker is finalized: on idle retirement,
@@ -70,7 +76,7 @@ import {
 import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { checkEffectAcquireOptions, toMillis } from "./internal/options.ts"
+import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
 import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 
 /**
@@ -92,23 +98,34 @@ export interface Options<W, E, R> {
   readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
   /** Most workers alive (idle, leased or being created) at once. An integer >= 1. */
   readonly size: number
-  /** How long a worker may stay idle before it is finalized. Default 5 minutes; 0 disables. */
+  /**
+   * How long a worker may stay idle before it is finalized. Default 5 minutes;
+   * `Duration.infinity`: never. Must be > 0.
+   */
   readonly idleTimeout?: Duration.Input | undefined
-  /** How long an acquire may wait in the queue before failing with `AcquireTimeoutError`. Default: no limit (0). */
+  /**
+   * How long an acquire may wait in the queue before failing with
+   * `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. Must be > 0.
+   */
   readonly acquireTimeout?: Duration.Input | undefined
   /** Most waiters queued at once; one more fails at once with `QueueFullError`. Default: unbounded. */
   readonly maxQueue?: number | undefined
   /** Idle workers kept warm (made ahead of demand, never retired), within `size`. Default 0. */
   readonly minIdle?: number | undefined
-  /** How long shutdown waits for leased workers to come back before finalizing them anyway. Default 30 seconds. */
+  /**
+   * How long shutdown waits for leased workers to come back before finalizing
+   * them anyway. Default 30 seconds; `Duration.infinity`: wait for ever; zero:
+   * finalize them at once.
+   */
   readonly shutdownTimeout?: Duration.Input | undefined
   /**
    * Longest a lease may be held. When it runs out the worker is taken out of
-   * service (finalized when the lease ends) and `onLeaseTimeout` runs. Default 0: no limit.
+   * service (finalized when the lease ends) and `onLeaseTimeout` runs.
+   * Default (or `Duration.infinity`): no limit. Must be > 0.
    */
   readonly leaseTimeout?: Duration.Input | undefined
-  /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
-  readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
+  /** Runs when a lease outlives `leaseTimeout` (its second argument), e.g. to kill a stuck worker's processes. */
+  readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
   /**
    * Names the pool in metrics (`pool` attribute) and logs. Default
    * "worker-pool". Pools may share a name: each one's series also carry a
@@ -122,14 +139,14 @@ export interface Options<W, E, R> {
 
 /**
  * Options of a single acquire. Bad ones (a `timeout` that is not a duration
- * >= 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
+ * > 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
  * raised before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
  */
 export interface AcquireOptions {
-  /** Overrides the pool's `acquireTimeout` for this acquire; 0 waits without limit. */
+  /** Overrides the pool's `acquireTimeout` for this acquire; `Duration.infinity` waits without limit. */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -297,13 +314,16 @@ export const make = <W, E = never, R = never>(
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
+    const leaseTimeout = Duration.millis(settings.leaseTimeout)
     const expireLease = (slot: Slot<W>) =>
       Effect.suspend(() => {
         leaseTimers.delete(slot)
         core.invalidate(slot)
         const ms = settings.leaseTimeout
         return Effect.logWarning(`worker-pool: a lease outlived leaseTimeout (${ms} ms); the worker is retired`).pipe(
-          Effect.andThen(options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, ms)),
+          Effect.andThen(
+            options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, leaseTimeout)
+          ),
           Effect.catchCause((cause) => Effect.logWarning("worker-pool: onLeaseTimeout failed", cause))
         )
       })
@@ -395,7 +415,7 @@ export const make = <W, E = never, R = never>(
       }
       const done = Deferred.await(drained)
       return Effect.timeoutOrElse(done, {
-        duration: settings.shutdownTimeout === 0 ? Duration.infinity : settings.shutdownTimeout,
+        duration: settings.shutdownTimeout,
         orElse: () => {
           core.finalizeLeased()
           return done
@@ -496,14 +516,11 @@ export const make = <W, E = never, R = never>(
         )
       })
 
-    /** The acquire timeout `options` ask for (validated; 0: none), or their `PoolOptionsError`. */
+    /** The acquire timeout `options` ask for (validated; in ms, 0: none), or their `PoolOptionsError`. */
     const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
       const invalid = checkEffectAcquireOptions(options)
       if (invalid !== undefined) return invalid
-      const timeout = options?.timeout
-      if (timeout === undefined) return settings.acquireTimeout
-      const ms = typeof timeout === "number" ? timeout : toMillis(timeout)
-      return ms === Infinity ? 0 : ms
+      return timeoutMillis(options?.timeout, settings.acquireTimeout)
     }
 
     const internals: Internals<W> = {
@@ -567,3 +584,4 @@ export const layer = <I, W, E = never, R = never>(
   key: Context.Key<I, WorkerPool<W, E>>,
   options: Options<W, E, R>
 ): Layer.Layer<I, never, R> => Layer.effect(key, make(options))
+
