@@ -12,7 +12,9 @@
  * - metrics carry `provider: "codex"`; gauges report the live processes of
  *   all worker trees and their resident memory, and `stats` includes both;
  * - an opt-in watchdog process (`watchdog: true`, Linux) that kills every
- *   worker tree if the host is SIGKILLed.
+ *   worker tree if the host is SIGKILLed;
+ * - `layerConfig`: the options read from `Config`s, a bad value failing the
+ *   layer with a `ConfigError` (options from code stay a defect).
  *
  * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
  * number of milliseconds). A limit of time is > 0, with `Duration.infinity`
@@ -38,18 +40,19 @@
  *
  * @since 0.1.0
  */
-import { Context, type Duration, Effect, Layer } from "effect"
+import { Config, Context, type Duration, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type { WorkerSpawnError } from "./errors.ts"
-import { makeParts, validate } from "./internal/codexPool.ts"
+import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
  * Options of a Codex worker pool. Times are `Duration.Input`s; a limit of
  * time must be > 0, `Duration.infinity` meaning no limit. Bad options are a
- * defect (`PoolOptionsError` naming the option).
+ * defect (`PoolOptionsError` naming the option), or a `ConfigError` when read
+ * by `layerConfig`.
  *
  * @since 0.1.0
  * @category models
@@ -156,3 +159,40 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
 export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never, ChildProcessSpawner> =>
   Layer.effect(CodexWorkerPool, make(options))
 
+/**
+ * {@link layer} with its options read from `Config`s, through the current
+ * `ConfigProvider` (the environment by default): a `Config` per option
+ * (`Config.Wrap`), or one `Config` of the whole options object.
+ *
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`poolSize: 0`, a zero or negative duration, `minIdle` above `poolSize`),
+ * fails the layer with a `ConfigError` naming it, in the error channel, not
+ * as a defect. Durations read with `Config.Duration` take strings such as
+ * `"30 seconds"` or `"Infinity"`. On Node, `layerCodexWorkerPoolConfig` from
+ * `codex-worker-pool/node` is this with Node's spawner.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { CodexWorkerPool } from "codex-worker-pool"
+ *
+ * const PoolLive = CodexWorkerPool.layerConfig({
+ *   poolSize: Config.Int("CODEX_POOL_SIZE").pipe(Config.withDefault(2)),
+ *   leaseTimeout: Config.Duration("CODEX_LEASE_TIMEOUT").pipe(Config.withDefault("10 minutes")),
+ *   codexHome: Config.String("CODEX_HOME").pipe(Config.withDefault(undefined))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<CodexWorkerPool, Config.ConfigError, ChildProcessSpawner> =>
+  Layer.effect(
+    CodexWorkerPool,
+    Config.unwrap(config).pipe(
+      Effect.flatMap(checkConfig),
+      Effect.flatMap(make)
+    )
+  )

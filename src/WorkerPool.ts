@@ -15,6 +15,8 @@
  * `leaseTimeout`, an acquire's `timeout`) is > 0, with `Duration.infinity`
  * for no limit; zero is refused. `shutdownTimeout` may be zero (leased
  * workers are finalized at once) or `Duration.infinity` (wait for ever).
+ * `layerConfig` reads the options that are values from `Config`s, a bad one
+ * failing the layer with a `ConfigError` (options from code stay a defect).
  *
  * Workers are made by the `acquire` effect inside a scope of their own, so
  * whatever `acquire` registers with `Effect.acquireRelease` or
@@ -61,6 +63,7 @@
 import {
   Cause,
   Clock,
+  Config,
   Context,
   Deferred,
   Duration,
@@ -77,7 +80,7 @@ import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFul
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
 import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
-import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
+import { checkConfigOptions, CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 
 /**
  * The pool's own ways for an acquire to fail.
@@ -583,5 +586,75 @@ export const make = <W, E = never, R = never>(
 export const layer = <I, W, E = never, R = never>(
   key: Context.Key<I, WorkerPool<W, E>>,
   options: Options<W, E, R>
-): Layer.Layer<I, never, R> => Layer.effect(key, make(options))
+): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.effect(key, make(options))
 
+/**
+ * The options of a pool that are plain values, which {@link layerConfig}
+ * reads from `Config`s: all but `acquire` and `onLeaseTimeout`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ValueOptions = Omit<Options<unknown, unknown, unknown>, "acquire" | "onLeaseTimeout">
+
+/**
+ * Options of {@link layerConfig}: `acquire` and `onLeaseTimeout` as in
+ * {@link Options} (code, not configuration), every other option as a
+ * `Config` of its value.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConfigOptions<W, E, R> =
+  & {
+    /** Makes one worker, as in {@link Options}. */
+    readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+    /** Runs when a lease outlives `leaseTimeout`, as in {@link Options}. */
+    readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
+  }
+  & { readonly [K in keyof ValueOptions]: Config.Wrap<ValueOptions[K]> }
+
+/**
+ * {@link layer} with the options that are values read from `Config`s (e.g.
+ * the environment, through the current `ConfigProvider`), while `acquire` and
+ * `onLeaseTimeout` come from code.
+ *
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`size: 0`, a negative duration, `minIdle` above `size`), fails the layer
+ * with a `ConfigError` naming it, in the error channel, not as a defect.
+ * Durations read with `Config.Duration` take strings such as `"30 seconds"`
+ * or `"Infinity"`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ *
+ * const ConnectionsLive = WorkerPool.layerConfig(Connections, {
+ *   acquire: openConnection,
+ *   size: Config.Int("DB_POOL_SIZE"),
+ *   idleTimeout: Config.Duration("DB_POOL_IDLE_TIMEOUT").pipe(Config.withDefault("5 minutes"))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = <I, W, E = never, R = never>(
+  key: Context.Key<I, WorkerPool<W, E>>,
+  options: ConfigOptions<W, E, R>
+): Layer.Layer<I, Config.ConfigError, Exclude<R, Scope.Scope>> => {
+  const { acquire, onLeaseTimeout, ...values } = options
+  return Layer.effect(
+    key,
+    Config.unwrap<ValueOptions>(values as Config.Wrap<ValueOptions>).pipe(
+      Effect.flatMap(checkConfigOptions),
+      Effect.flatMap((read) =>
+        make<W, E, R>({
+          ...read,
+          acquire,
+          ...(onLeaseTimeout === undefined ? {} : { onLeaseTimeout })
+        })
+      )
+    )
+  )
+}

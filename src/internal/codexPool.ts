@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Context, Duration, Effect, Schema, Struct } from "effect"
+import { type Config, Context, Duration, Effect, Schema, Struct } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
@@ -24,7 +24,7 @@ import {
   ProcessOptionsFields,
   Timeout
 } from "./options.ts"
-import { CoreKey, type Internals } from "./poolInternals.ts"
+import { checkInErrorChannel, CoreKey, type Internals } from "./poolInternals.ts"
 import { startWatchdog, type Watchdog } from "./watchdog.ts"
 
 /** How the pool makes one worker in the worker's scope. */
@@ -168,6 +168,13 @@ export const validateFacade = (options: CodexWorkerPoolOptions): Settings => {
   // The host's own logger object (the decoded copy has lost its `this`).
   return settingsOf(fromFacadeOptions(o), { debug: o.debug ?? false, logger: options.logger })
 }
+
+/**
+ * Checks service options read from a `Config` by the rules of `validate`,
+ * failing with a `ConfigError` naming each bad option instead of a defect.
+ */
+export const checkConfig = (options: Options): Effect.Effect<Options, Config.ConfigError> =>
+  checkInErrorChannel(OptionsSchema, options)
 
 /** Live processes and resident memory of the workers of one pool. */
 export const processStats = (workers: ReadonlySet<CodexWorker.CodexWorker>) => {

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { type Context, Effect, Schema } from "effect"
+import { Config, type Context, Effect, Schema } from "effect"
 import type { Options, Stats } from "../WorkerPool.ts"
 import type { PoolCore, Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
@@ -20,7 +20,7 @@ import {
   toMillis
 } from "./options.ts"
 
-/** The options that are plain values (all but the callbacks). */
+/** The options that are plain values (all but the callbacks): what `layerConfig` reads from a `Config`. */
 export const ValueOptionsFields = {
   size: IntAtLeast(1),
   idleTimeout: Schema.optional(Timeout),
@@ -46,6 +46,30 @@ const OptionsSchema = Schema.Struct({
   onLeaseTimeout: Schema.optional(Function),
   ...ValueOptionsFields
 }).check(minIdleWithinSize)
+
+const ValueOptionsSchema = Schema.Struct(ValueOptionsFields).check(minIdleWithinSize)
+
+/**
+ * Checks options read from a `Config` (`layerConfig`) by the rules of
+ * `validate`, failing with a `ConfigError` that names each bad option instead
+ * of a defect.
+ */
+export const checkConfigOptions = <A>(options: A): Effect.Effect<A, Config.ConfigError> =>
+  checkInErrorChannel(ValueOptionsSchema, options)
+
+/**
+ * Decodes `options` with `schema` as `decodeOptions` does (unknown options
+ * refused, every issue reported), failing with a `ConfigError` carrying the
+ * `SchemaError`.
+ */
+export const checkInErrorChannel = <A>(schema: Schema.Top, options: A): Effect.Effect<A, Config.ConfigError> =>
+  Effect.as(
+    Effect.mapError(
+      Schema.decodeUnknownEffect(schema as Schema.Codec<unknown>)(options, { onExcessProperty: "error", errors: "all" }),
+      (error) => new Config.ConfigError(error)
+    ),
+    options
+  )
 
 /** The validated settings of a pool, in milliseconds as the core works. */
 export interface Settings {
