@@ -45,7 +45,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Schema, Scope } from "effect"
+import { Duration, Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
 import { PoolOptionsError, PoolShutdownError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
@@ -55,6 +55,7 @@ import {
   checkAcquireOptions,
   CountOrInfinity,
   decodeOptions,
+  durationOfMs,
   Function,
   IntAtLeast,
   Millis
@@ -422,14 +423,18 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const make = WorkerPool.make<W, unknown>({
     acquire,
     size: o.poolSize,
-    idleTimeout: o.idleTimeoutMs,
-    acquireTimeout: o.acquireTimeoutMs,
+    // The facade's milliseconds (0: no limit) as the Effect pool's durations.
+    idleTimeout: durationOfMs(o.idleTimeoutMs),
+    acquireTimeout: durationOfMs(o.acquireTimeoutMs),
     maxQueue: o.maxQueue,
     minIdle: o.minIdle,
-    shutdownTimeout: o.shutdownTimeoutMs,
-    leaseTimeout: o.leaseTimeoutMs,
-    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, ms) =>
-      Effect.tryPromise({ try: async () => onLeaseTimeout(worker, ms), catch: (error) => error }).pipe(
+    shutdownTimeout: durationOfMs(o.shutdownTimeoutMs),
+    leaseTimeout: durationOfMs(o.leaseTimeoutMs),
+    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, leaseTimeout) =>
+      Effect.tryPromise({
+        try: async () => onLeaseTimeout(worker, Duration.toMillis(leaseTimeout)),
+        catch: (error) => error
+      }).pipe(
         Effect.catchCause((cause) => Effect.logWarning("onLeaseTimeout() failed", cause))
       ),
     name: o.name,

@@ -463,7 +463,7 @@ export class WorkerCrashedError extends Schema.TaggedError<WorkerCrashedError>()
  *   before answering `initialize`; its last stderr lines usually say why;
  * - `"InitializeFailed"`: the server answered `initialize` with an error, or
  *   the channel to it failed;
- * - `"Timeout"`: no answer to `initialize` within `spawnTimeoutMs`.
+ * - `"Timeout"`: no answer to `initialize` within `spawnTimeout` (`spawnTimeoutMs`).
  *
  * @since 0.1.0
  * @category errors
@@ -554,7 +554,8 @@ export class WorkerSpawnError extends Schema.TaggedError<WorkerSpawnError>()("Wo
         break
       case "Timeout":
         message = `${proc} did not answer initialize: ${describeCause(props.cause)}. If codex is only slow to ` +
-          `start (first run, slow disk, busy machine), raise \`spawnTimeoutMs\`; otherwise check that \`args\` ` +
+          `start (first run, slow disk, busy machine), raise \`spawnTimeout\` ` +
+          `(\`spawnTimeoutMs\` in createCodexWorkerPool); otherwise check that \`args\` ` +
           `start the app server on stdio ("app-server"). ${stderrSummary(stderrTail)}`
         break
     }
@@ -563,10 +564,11 @@ export class WorkerSpawnError extends Schema.TaggedError<WorkerSpawnError>()("Wo
 }
 
 /**
- * A lease was held longer than `leaseTimeoutMs`: the worker was taken out of
- * service (for a codex worker, its process tree was killed) and its pending
- * requests failed with this error. Release the worker; if turns legitimately
- * run that long, raise `leaseTimeoutMs`.
+ * A lease was held longer than the pool's `leaseTimeout` (`leaseTimeoutMs` in
+ * the promise facades): the worker was taken out of service (for a codex
+ * worker, its process tree was killed) and its pending requests failed with
+ * this error. Release the worker; if turns legitimately run that long, raise
+ * that option. `leaseTimeoutMs` is the limit in milliseconds.
  *
  * @since 0.1.0
  * @category errors
@@ -581,9 +583,9 @@ export class LeaseTimeoutError extends Schema.TaggedError<LeaseTimeoutError>()("
     super({
       leaseTimeoutMs: props.leaseTimeoutMs,
       pid: props.pid,
-      message: `The lease on ${worker} was held longer than leaseTimeoutMs (${props.leaseTimeoutMs} ms), ` +
+      message: `The lease on ${worker} was held longer than leaseTimeout (${props.leaseTimeoutMs} ms), ` +
         `so the worker was taken out of service and its processes killed. Release it and acquire another; ` +
-        `raise leaseTimeoutMs if turns legitimately run this long.`
+        `raise leaseTimeout (leaseTimeoutMs in createCodexWorkerPool) if turns legitimately run this long.`
     }, options)
   }
 }

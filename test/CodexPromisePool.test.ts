@@ -383,7 +383,7 @@ describe("createCodexWorkerPool", () => {
       expect(liveByMarker(marker)).toEqual([])
       expect(error).toBeInstanceOf(WorkerSpawnError)
       expect(error).toMatchObject({ reason: "Timeout" })
-      expect(error.message).toContain("spawnTimeoutMs (2000 ms)")
+      expect(error.message).toContain("spawnTimeout (2000 ms)")
       expect(mcpChildrenIn(error.stderrTail)).toHaveLength(3)
       await bounded(pool.shutdown(), "shutdown")
       expect(liveByMarker(marker)).toEqual([])

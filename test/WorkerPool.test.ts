@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Logger, Metric, References, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Logger, Metric, References, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "../src/errors.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
@@ -212,9 +212,11 @@ describe("WorkerPool", () => {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
         const cases: Array<[Record<string, unknown>, RegExp]> = [
-          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration >= 0 .*, got "50"\.$/],
-          [{ timeout: null }, /timeout: Expected a duration >= 0 .*, got null/],
-          [{ timeout: -1 }, /timeout: Expected a duration >= 0 .*, got -1/],
+          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration > 0 .*, got "50"\.$/],
+          [{ timeout: null }, /timeout: Expected a duration > 0 .*, got null/],
+          [{ timeout: -1 }, /timeout: Expected a duration > 0 .*, got -1/],
+          // Zero is refused: it meant "no limit" before `Duration.infinity` did.
+          [{ timeout: 0 }, /timeout: Expected a duration > 0 \(Duration\.infinity for no limit\), got 0/],
           [{ timeoutMs: 50 }, /^Invalid acquire options: timeoutMs: unknown option\.$/]
         ]
         const defectOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : exit
@@ -396,10 +398,10 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    test("idleTimeout 0 never retires a worker", () =>
+    test("idleTimeout Duration.infinity never retires a worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
-        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: 0 })
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: Duration.infinity })
         yield* (yield* lease(pool)).release
         yield* TestClock.adjust("1000 days")
         expect(res.finalized).toEqual([])
@@ -475,7 +477,8 @@ describe("WorkerPool", () => {
           acquire: res.acquire,
           size: 1,
           leaseTimeout: "1 minute",
-          onLeaseTimeout: (worker, ms) => Effect.sync(() => void expired.push([worker.id, ms]))
+          onLeaseTimeout: (worker, leaseTimeout) =>
+            Effect.sync(() => void expired.push([worker.id, Duration.toMillis(leaseTimeout)]))
         })
         const first = yield* lease(pool)
         yield* TestClock.adjust("59999 millis")

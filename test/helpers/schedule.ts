@@ -52,6 +52,12 @@ export type Config = typeof Config.Type
 /** Picks the n-th (modulo) candidate of a step; candidates are ordered oldest first. */
 const Pick = Int(0, 7)
 
+/**
+ * The pool's duration for a limit of the model, in milliseconds with 0 for no
+ * limit (as the core has it): `Duration.infinity` for 0.
+ */
+const limitOf = (ms: number): Duration.Duration => (ms === 0 ? Duration.infinity : Duration.millis(ms))
+
 /** Per-acquire timeout in milliseconds ("pool": `get`, with the pool's `acquireTimeout`; 0: no limit). */
 const AcquireTimeout = Schema.Literals(["pool", 0, 50, 500, 5000])
 type AcquireTimeout = typeof AcquireTimeout.Type
@@ -248,8 +254,8 @@ const runScheduleWith = (
         acquire: Effect.tap(res.acquire, (r) => Effect.sync(() => void objects.set(r.id, r))),
         size,
         minIdle,
-        idleTimeout: Duration.millis(idleTimeout),
-        ...(config.acquireTimeout === undefined ? {} : { acquireTimeout: Duration.millis(config.acquireTimeout) }),
+        idleTimeout: limitOf(idleTimeout),
+        ...(config.acquireTimeout === undefined ? {} : { acquireTimeout: limitOf(config.acquireTimeout) }),
         ...(maxQueue === undefined ? {} : { maxQueue }),
         shutdownTimeout: Duration.millis(config.shutdownTimeout)
       }),
@@ -501,7 +507,7 @@ const runScheduleWith = (
           coreServeSeq: undefined
         }
         recs.push(rec)
-        const get = timeout === "pool" ? pool.get : pool.getWith({ timeout: Duration.millis(timeout) })
+        const get = timeout === "pool" ? pool.get : pool.getWith({ timeout: limitOf(timeout) })
         const body = Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(Effect.exit(restore(Scope.provide(get, rec.scope))), (exit) => {
             onAcquired(rec, exit)
@@ -890,7 +896,7 @@ const runScheduleWith = (
       if (left.length > 0) violate("settle", `${left.map((r) => `#${r.id}`)} still wait with nothing held`)
       failIfViolated()
       // Nothing held: the pool must serve a new acquire at once (no worker was lost).
-      const final = yield* Effect.forkChild(Effect.scoped(Effect.map(pool.getWith({ timeout: 0 }), (r) => r.id)))
+      const final = yield* Effect.forkChild(Effect.scoped(Effect.map(pool.getWith({ timeout: Duration.infinity }), (r) => r.id)))
       yield* settle
       const exit = final.pollUnsafe()
       trace.push(`final acquire: ${exit === undefined ? "still waiting" : Exit.isSuccess(exit) ? `worker ${exit.value}` : Cause.pretty(exit.cause)}`)
