@@ -51,7 +51,7 @@ const crashMessage = "The codex worker process (pid 4242) exited unexpectedly: i
   "replaces the worker; retry on a new one. Last stderr lines:\n  error: bad config\n  at line 3"
 const checkMsg = "Check the method's parameters (see `codex app-server generate-ts`) or the worker's state."
 const lease = "so the worker was taken out of service and its processes killed. Release it and acquire another; " +
-  "raise leaseTimeoutMs if turns legitimately run this long."
+  "raise leaseTimeout (leaseTimeoutMs in createCodexWorkerPool) if turns legitimately run this long."
 
 const cases: ReadonlyArray<Case> = [
   {
@@ -190,7 +190,7 @@ const cases: ReadonlyArray<Case> = [
       }),
     message: "The codex worker process \"codex\" (pid 99) did not answer initialize: no answer within " +
       "spawnTimeoutMs (2000 ms). If codex is only slow to start (first run, slow disk, busy machine), raise " +
-      "`spawnTimeoutMs`; otherwise check that `args` start the app server on stdio (\"app-server\"). It wrote " +
+      "`spawnTimeout` (`spawnTimeoutMs` in createCodexWorkerPool); otherwise check that `args` start the app server on stdio (\"app-server\"). It wrote " +
       "nothing to stderr.",
     fields: {
       command: "codex",
@@ -204,14 +204,14 @@ const cases: ReadonlyArray<Case> = [
     label: "LeaseTimeoutError (pid)",
     Class: LeaseTimeoutError,
     make: () => new LeaseTimeoutError({ leaseTimeoutMs: 60000, pid: 4242 }),
-    message: `The lease on codex worker pid 4242 was held longer than leaseTimeoutMs (60000 ms), ${lease}`,
+    message: `The lease on codex worker pid 4242 was held longer than leaseTimeout (60000 ms), ${lease}`,
     fields: { leaseTimeoutMs: 60000, pid: 4242 }
   },
   {
     label: "LeaseTimeoutError (no pid)",
     Class: LeaseTimeoutError,
     make: () => new LeaseTimeoutError({ leaseTimeoutMs: 1000 }),
-    message: `The lease on the worker was held longer than leaseTimeoutMs (1000 ms), ${lease}`,
+    message: `The lease on the worker was held longer than leaseTimeout (1000 ms), ${lease}`,
     fields: { leaseTimeoutMs: 1000, pid: undefined }
   },
   {
