@@ -640,10 +640,16 @@ export type ConfigOptions<W, E, R> =
  *
  * @example
  * ```ts
- * import { Config } from "effect"
+ * import { Config, Context, Effect } from "effect"
+ * import { WorkerPool } from "codex-worker-pool"
+ *
+ * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
  *
  * const ConnectionsLive = WorkerPool.layerConfig(Connections, {
- *   acquire: openConnection,
+ *   acquire: Effect.acquireRelease(
+ *     Effect.promise(() => openConnection()),
+ *     (connection) => Effect.promise(() => connection.close())
+ *   ),
  *   size: Config.Int("DB_POOL_SIZE"),
  *   idleTimeout: Config.Duration("DB_POOL_IDLE_TIMEOUT").pipe(Config.withDefault("5 minutes"))
  * })
