@@ -383,13 +383,25 @@ export class Admission {
     )
   }
 
+  /**
+   * Starts in degraded mode when the shared store is not connected yet (it
+   * connects in the background; the connection logs if it cannot).
+   */
+  start(): void {
+    if (this.#shared?.connected !== undefined && !this.#shared.connected()) {
+      this.#degraded = true
+      this.metrics.degraded.value = 1
+      this.#run(this.#probe)
+    }
+  }
+
   #enterDegraded(error: unknown): void {
     this.metrics.storeErrors.value++
     if (this.#degraded || this.#closed) return
     this.#degraded = true
     this.metrics.degraded.value = 1
     this.metrics.degradations.value++
-    const reason = error instanceof StoreUnavailable ? error.reason : error instanceof Error ? error.message : String(error)
+    const reason = describeStoreError(error)
     this.#run(
       Effect.logWarning(
         `Rate limits (${this.config.name}): the shared store is unreachable (${reason}); admitting with a local ` +
@@ -741,6 +753,12 @@ export class Admission {
     if (adaptiveDelay > wait) {
       wait = adaptiveDelay
       limitedBy = "cooldown"
+    }
+    // FIFO: it cannot be admitted before the calls ahead of it (all scheduled by now).
+    const ahead = entry.prev
+    if (ahead !== undefined && ahead.state === "scheduled" && ahead.admitAt - now > wait) {
+      wait = ahead.admitAt - now
+      limitedBy = ahead.limitedBy ?? limitedBy
     }
     if (now + wait > entry.deadline) {
       this.#giveBack(key, charge, entry.workspaceCounted ? entry.workspace : undefined)
@@ -1309,6 +1327,21 @@ export class Reservation {
   }
 }
 
+/** What went wrong with a store call, in a few words (the innermost cause's message). */
+const describeStoreError = (error: unknown): string => {
+  const parts: Array<string> = []
+  let current: unknown = error
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const record = current as { readonly message?: unknown; readonly reason?: unknown; readonly cause?: unknown }
+    const text = current instanceof StoreUnavailable
+      ? current.reason
+      : typeof record.message === "string" ? record.message : undefined
+    if (text !== undefined && text !== "" && !parts.includes(text)) parts.push(text)
+    current = typeof record.reason === "object" ? record.reason : record.cause
+  }
+  return parts.length === 0 ? String(error) : parts.join(": ")
+}
+
 const fromOutcome = (outcome: Outcome): Effect.Effect<Reservation, AdmitError> =>
   outcome.ok ? Effect.succeed(outcome.value) : Effect.fail(outcome.error)
 
@@ -1377,6 +1410,7 @@ export const makeAdmission = (
       run: run as <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>,
       ops
     })
+    admission.start()
     // Runs first on close (finalizers run in reverse): settle the waiters, then
     // let pending store updates finish (bounded), then the fibers are interrupted.
     yield* Effect.addFinalizer(() =>

@@ -35,7 +35,7 @@
  *
  * @internal
  */
-import { Clock, Context, Data, Duration, Effect, Layer, Scope } from "effect"
+import { Clock, Context, Data, Duration, Effect, Layer, References, Scope } from "effect"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import * as Redis from "effect/persistence/Redis"
 
@@ -76,6 +76,8 @@ export interface AdmissionStore {
    * Undefined: always ask the adaptive limiter.
    */
   readonly cooledKeys: Set<string> | undefined
+  /** False until a connection of our own is made (undefined: always usable). */
+  readonly connected?: (() => boolean) | undefined
 }
 
 /**
@@ -205,7 +207,7 @@ export interface RedisConnectionOptions {
  */
 export const makeRedisConnection = (
   options: RedisConnectionOptions
-): Effect.Effect<AdmissionStore & { readonly connected: () => boolean }, never, Scope.Scope> =>
+): Effect.Effect<AdmissionStore, never, Scope.Scope> =>
   Effect.gen(function*() {
     const parent = yield* Effect.scope
     let current: AdmissionStore | undefined
@@ -228,6 +230,10 @@ export const makeRedisConnection = (
         }
       })
       const context = yield* Layer.buildWithScope(layer, scope).pipe(
+        // NodeRedis logs every socket error of every reconnection attempt as a
+        // warning; admission logs the outage once (degraded mode), so its own
+        // client only logs errors.
+        Effect.provideService(References.MinimumLogLevel, "Error"),
         Effect.timeout(Duration.millis(options.connectTimeoutMs + 1_000)),
         Effect.onError(() => Scope.close(scope, undefined as never))
       )
@@ -242,13 +248,19 @@ export const makeRedisConnection = (
       current = yield* makeRedisStore(Context.get(context, Redis.Redis), options.prefix)
     })
 
+    let attempts = 0
     const connectLoop: Effect.Effect<void> = connect.pipe(
-      Effect.catchCause((cause) =>
-        Effect.logDebug(`Rate-limit store: connecting to Redis at ${redact(options.url)} failed; retrying`, cause).pipe(
+      Effect.catchCause((cause) => {
+        const message = `Rate-limit store: cannot connect to Redis at ${redact(options.url)}; admission uses its ` +
+          `local fallback limiter and retries every ${options.retryMs} ms.`
+        return (attempts++ === 0 ? Effect.logWarning(message, cause) : Effect.logDebug(message, cause)).pipe(
           Effect.andThen(Effect.sleep(Duration.millis(options.retryMs))),
           Effect.andThen(Effect.suspend(() => connectLoop))
         )
-      )
+      }),
+      Effect.andThen(Effect.suspend(() =>
+        attempts > 0 ? Effect.logInfo(`Rate-limit store: connected to Redis at ${redact(options.url)}.`) : Effect.void
+      ))
     )
     yield* Effect.forkIn(connectLoop, parent)
     yield* Scope.addFinalizer(parent, Effect.sync(() => {
