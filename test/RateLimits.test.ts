@@ -165,6 +165,21 @@ describe("RateLimits", { timeout: 20_000 }, () => {
         expect(log[0]![1]).toBeLessThanOrEqual(log[1]![1])
       }))
 
+    it.effect("a call is refused at once when the calls ahead of it are admitted after its deadline", () =>
+      Effect.gen(function*() {
+        const limits = yield* make({ limits: { default: { requestsPerMinute: 2, tokensPerMinute: 4_000 } } })
+        const first = yield* limits.admit({ estimatedTokens: 3_000 })
+        const log: Admitted = []
+        yield* forkAdmit(limits, { estimatedTokens: 8_000 }, log, "big") // due at 105 s
+        yield* settle
+        first.cancel()
+        // Its own buckets would let it in at 60 s, but "big" goes first at 105 s: past its 90 s.
+        const exit = yield* Effect.exit(limits.admit({ estimatedTokens: 0, timeoutMs: 90_000 }))
+        expect(failureOf(exit)).toMatchObject({ _tag: "RateLimitedError", limit: "tpm", retryAfterMs: 105_000, budgetMs: 90_000 })
+        yield* TestClock.adjust(105_000)
+        expect(log).toEqual([["big", 105_000]])
+      }))
+
     it.effect("interrupting a throttled call removes it and gives its request back", () =>
       Effect.gen(function*() {
         const limits = yield* make({ limits: { default: { requestsPerMinute: 1 } } })
@@ -423,6 +438,26 @@ describe("RateLimits", { timeout: 20_000 }, () => {
         yield* forkAdmit(limits, {}, log, "b")
         yield* TestClock.adjust(1_500)
         expect(log).toEqual([["b", 1_500]])
+      }))
+
+    it.effect("a 429 that codex retried by itself: the turn that then completes settles to its real usage", () =>
+      Effect.gen(function*() {
+        const limits = yield* make({ limits: { default: { tokensPerMinute: 10_000 } } })
+        const a = yield* limits.admit({ estimatedTokens: 8_000 })
+        a.onNotification("error", {
+          error: {
+            message: "Reconnecting... 1/2",
+            codexErrorInfo: { responseStreamDisconnected: { httpStatusCode: 429 } },
+            additionalDetails: null
+          },
+          willRetry: true
+        })
+        a.onNotification(...usage("t1", 120, { totalTokens: 120 }))
+        a.onNotification(...turnCompleted("completed"))
+        a.settle()
+        yield* limits.flush
+        expect(a.rateLimited).toBe(true)
+        expect(a.chargedTokens).toBe(120)
       }))
 
     it.effect("the cooldown is kept in the store: another service on the same store waits it out", () =>

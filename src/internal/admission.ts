@@ -1288,13 +1288,14 @@ export class Reservation {
 
   /**
    * The lease ended: an over-estimate is given back (never more than was
-   * charged); a failed or rate-limited turn keeps what it was charged; a
-   * lease that ran no turn gets everything back. Idempotent.
+   * charged); a failed turn (or one that ended without reporting usage, a
+   * 429 codex gave up on included) keeps what it was charged; a lease that
+   * ran no turn gets everything back. Idempotent.
    */
   settle(): void {
     if (!this.#open) return
     this.#open = false
-    if (this.failed || this.rateLimited || (this.requests === 0 && this.#turnStarted)) {
+    if (this.failed || (this.requests === 0 && this.#turnStarted)) {
       // A request was made (and failed, or ended without reporting usage): keep the charge.
       if (this.requests === 0 && this.workspace !== undefined) this.#admission.countFailedRequest(this.workspace)
       return
