@@ -78,12 +78,12 @@
  *
  * @internal
  */
-import { Context, Duration, Effect, Fiber, FiberSet, Scope } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, FiberSet, Scope } from "effect"
 import type * as RateLimiter from "effect/persistence/RateLimiter"
 import { PoolOptionsError, PoolShutdownError, RateLimitedError, WorkspaceLimitError } from "../errors.ts"
 import { type AccountSeries, AdmissionMetrics } from "./admissionMetrics.ts"
 import { rateLimitSignalOf, tokenUsageOf, turnStatusOf } from "./admissionNotifications.ts"
-import { type AdmissionStore, makeMemoryStore, nowOf, StoreUnavailable } from "./admissionStore.ts"
+import { type AdmissionStore, makeMemoryStore, StoreUnavailable, together } from "./admissionStore.ts"
 
 const MINUTE = 60_000
 const DAY = 86_400_000
@@ -191,6 +191,12 @@ class KeyState {
   shared: Buckets = NO_BUCKETS
   /** Token buckets of the local fallback (`limit / instances`). */
   local: Buckets = NO_BUCKETS
+  /**
+   * Charges (positive) and refunds (negative) owed to the key's buckets on
+   * an in-memory store, by `where`: applied with its next take (see
+   * `Admission.#owe`).
+   */
+  readonly owed = { shared: { requests: 0, tokens: 0 }, local: { requests: 0, tokens: 0 } }
   constructor(name: string, limits: KeyLimits | undefined, series: AccountSeries, instances: number) {
     this.name = name
     this.series = series
@@ -231,24 +237,63 @@ class Bucket {
    * `RateLimiter.consume` derives it from the store's answer.
    */
   take(store: AdmissionStore, tokens: number): Effect.Effect<Taken, RateLimiter.RateLimiterError> {
-    return Effect.map(
-      store.limiter.tokenBucket({ key: this.key, tokens, limit: this.limit, refillRate: this.refill, allowOverflow: true }),
-      ([remaining, elapsedMillis]): Taken => ({
-        remaining,
-        delayMs: Math.max(0, Math.ceil(-remaining) * this.refillMs - elapsedMillis)
-      })
-    )
+    return this.#memo(store, tokens, 0, () =>
+      Effect.map(
+        store.limiter.tokenBucket({ key: this.key, tokens, limit: this.limit, refillRate: this.refill, allowOverflow: true }),
+        ([remaining, elapsedMillis]): Taken => ({
+          remaining,
+          delayMs: Math.max(0, Math.ceil(-remaining) * this.refillMs - elapsedMillis)
+        })
+      ))
   }
   /**
-   * Gives back `tokens`; when the bucket then holds more than its capacity
-   * (Effect's store does not cap a negative take), the surplus is taken again
-   * at once.
+   * `take`, where a negative `tokens` gives tokens back: when the bucket then
+   * holds more than its capacity (Effect's store does not cap a negative
+   * take), the surplus is taken again at once.
    */
-  giveBack(store: AdmissionStore, tokens: number): Effect.Effect<void, RateLimiter.RateLimiterError> {
-    return Effect.flatMap(this.take(store, -tokens), ({ remaining }) =>
-      remaining > this.limit ? Effect.asVoid(this.take(store, remaining - this.limit)) : Effect.void)
+  takeCapped(store: AdmissionStore, tokens: number): Effect.Effect<Taken, RateLimiter.RateLimiterError> {
+    if (tokens >= 0) return this.take(store, tokens)
+    return this.#memo(store, tokens, 1, () =>
+      Effect.flatMap(this.take(store, tokens), (taken) =>
+        taken.remaining > this.limit
+          ? Effect.as(this.take(store, taken.remaining - this.limit), FULL)
+          : Effect.succeed(taken)))
+  }
+  /**
+   * Takes `tokens` after what is `owed`: a charge (positive) is added to the
+   * take; a refund (negative) is given back first, capped at capacity, then
+   * `tokens` taken.
+   */
+  takeOwing(store: AdmissionStore, tokens: number, owed: number): Effect.Effect<Taken, RateLimiter.RateLimiterError> {
+    if (owed >= 0) return this.take(store, tokens + owed)
+    return Effect.flatMap(this.takeCapped(store, owed), () => this.take(store, tokens))
+  }
+  // The same takes recur (one request, the default estimate, their refunds):
+  // their Effects are built once. Effects are descriptions; running one twice
+  // runs the store call twice.
+  #memoStore: AdmissionStore | undefined = undefined
+  readonly #memos = new Map<number, Effect.Effect<Taken, RateLimiter.RateLimiterError>>()
+  #memo(
+    store: AdmissionStore,
+    tokens: number,
+    kind: number,
+    make: () => Effect.Effect<Taken, RateLimiter.RateLimiterError>
+  ): Effect.Effect<Taken, RateLimiter.RateLimiterError> {
+    if (store !== this.#memoStore || this.#memos.size >= 16) {
+      this.#memos.clear()
+      this.#memoStore = store
+    }
+    const id = kind === 0 ? tokens : -tokens - 0.5
+    let effect = this.#memos.get(id)
+    if (effect === undefined) {
+      effect = make()
+      this.#memos.set(id, effect)
+    }
+    return effect
   }
 }
+
+const FULL: Taken = { remaining: Number.POSITIVE_INFINITY, delayMs: 0 }
 
 interface Taken {
   readonly remaining: number
@@ -280,6 +325,8 @@ interface WindowCounts {
 }
 
 const succeedUndefined = Effect.succeed(undefined)
+
+
 const REQUESTS_AND_TOKENS: ReadonlyArray<string> = ["requests", "total"]
 const ONE_REQUEST: Readonly<Record<string, number>> = { requests: 1 }
 const EMPTY: ReadonlyArray<string> = []
@@ -317,7 +364,7 @@ export class Admission {
   readonly metrics: AdmissionMetrics
   readonly #shared: AdmissionStore | undefined
   readonly #local: AdmissionStore
-  readonly #context: Context.Context<never>
+  readonly #clock: Clock.Clock
   readonly #run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   readonly #runForkNow: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   readonly #ops: FiberSet.FiberSet<unknown, unknown>
@@ -339,7 +386,7 @@ export class Admission {
     this.config = options.config
     this.#shared = options.store.kind === "memory" ? undefined : options.store
     this.#local = options.store.kind === "memory" ? options.store : options.local
-    this.#context = options.context
+    this.#clock = Context.get(options.context, Clock.Clock)
     this.#run = options.run
     this.#runForkNow = Effect.runForkWith(options.context)
     this.#ops = options.ops
@@ -468,7 +515,7 @@ export class Admission {
     const bad = badRequest(request)
     if (bad !== undefined) return { ok: false, error: bad }
     const key = this.#key(request.key ?? "default")
-    const now = nowOf(this.#context)
+    const now = this.#clock.currentTimeMillisUnsafe()
     const timeout = request.timeoutMs
     const deadline = timeout === undefined || timeout === 0 || timeout === Infinity ? Infinity : now + timeout
     const entry = new Entry(
@@ -638,7 +685,7 @@ export class Admission {
       }
       entry.state = "consuming"
       // A cooldown this instance knows of: wait it out before consuming.
-      const now = nowOf(this.#context)
+      const now = this.#clock.currentTimeMillisUnsafe()
       if (key.cooldownUntil > now) {
         entry.state = "queued"
         return this.#holdForCooldown(key, entry, now)
@@ -675,8 +722,13 @@ export class Admission {
     return this.#onStore((store, where): Effect.Effect<ConsumeResult, unknown> => {
       const { rpm, tpm } = where === "shared" ? key.shared : key.local
       const tokens = tpm === undefined ? 0 : entry.estimate
-      const rpmOp = rpm === undefined ? succeedUndefined : rpm.take(store, 1)
-      const tpmOp = tpm === undefined ? succeedUndefined : tpm.take(store, tokens)
+      // On a memory store, what the key owes (charges, refunds) goes with this take.
+      const owed = where === "shared" ? key.owed.shared : key.owed.local
+      const owedRequests = owed.requests
+      const owedTokens = owed.tokens
+      owed.requests = owed.tokens = 0
+      const rpmOp = rpm === undefined ? succeedUndefined : rpm.takeOwing(store, 1, owedRequests)
+      const tpmOp = tpm === undefined ? succeedUndefined : tpm.takeOwing(store, tokens, owedTokens)
       const adaptiveOp = store.cooledKeys !== undefined && !store.cooledKeys.has(key.name)
         ? succeedUndefined
         : store.limiter.adaptiveConsume({
@@ -706,13 +758,16 @@ export class Admission {
       })
       if (store.kind === "memory") {
         // Synchronous store: one after the other, without the cost of `Effect.all`.
+        if (adaptiveOp === succeedUndefined && workspaceOp === succeedUndefined) {
+          return Effect.flatMap(rpmOp, (r) => Effect.map(tpmOp, (t) => result(r, t, undefined)))
+        }
         return Effect.flatMap(rpmOp, (r) =>
           Effect.flatMap(tpmOp, (t) =>
             Effect.flatMap(adaptiveOp, (a) => Effect.as(workspaceOp, result(r, t, a)))))
       }
       // Sent together: one round trip.
       return Effect.map(
-        Effect.all([rpmOp, tpmOp, adaptiveOp, workspaceOp], { concurrency: "unbounded" }),
+        together([rpmOp, tpmOp, adaptiveOp, workspaceOp]),
         ([r, t, a]) => result(r, t, a)
       )
     })
@@ -723,7 +778,7 @@ export class Admission {
    * (and admit it if its time has come), or, in a cooldown, give the slot
    * back and return the wait the pump must hold for.
    */
-  #apply(entry: Entry, result: ConsumeResult, now = nowOf(this.#context)): Effect.Effect<void> | undefined {
+  #apply(entry: Entry, result: ConsumeResult, now = this.#clock.currentTimeMillisUnsafe()): Effect.Effect<void> | undefined {
     const key = entry.key
     const charge = result.charge
     if (charge.workspaceRequest) entry.workspaceCounted = true
@@ -807,7 +862,7 @@ export class Admission {
   }
 
   /** Admits the key's scheduled calls whose time has come, in order (stage 2). */
-  #drain(key: KeyState, now = nowOf(this.#context)): void {
+  #drain(key: KeyState, now = this.#clock.currentTimeMillisUnsafe()): void {
     for (let head = key.head; head !== undefined && head.state === "scheduled"; head = key.head) {
       const at = Math.max(head.admitAt, key.cooldownUntil)
       if (at > now) {
@@ -861,25 +916,39 @@ export class Admission {
     // A charge on the shared store is not given back while it is unreachable.
     if (where === "shared" && shared !== undefined && this.#degraded) return
     const store = where === "shared" && shared !== undefined ? shared : this.#local
+    if (store.kind === "memory") return this.#owe(key, where, -requests, -tokens)
     const { rpm, tpm } = where === "shared" ? key.shared : key.local
-    const rpmOp = rpm === undefined || requests <= 0 ? Effect.void : rpm.giveBack(store, requests)
-    const tpmOp = tpm === undefined || tokens <= 0 ? Effect.void : tpm.giveBack(store, tokens)
-    const both = store.kind === "memory"
-      ? Effect.andThen(rpmOp, tpmOp)
-      : Effect.all([rpmOp, tpmOp], { concurrency: "unbounded", discard: true })
-    this.#background(store === shared ? this.#bounded(both) : Effect.orDie(both))
+    const rpmOp = rpm === undefined || requests <= 0 ? Effect.void : rpm.takeCapped(store, -requests)
+    const tpmOp = tpm === undefined || tokens <= 0 ? Effect.void : tpm.takeCapped(store, -tokens)
+    this.#background(this.#bounded(together([rpmOp, tpmOp])))
+  }
+
+  /**
+   * On an in-memory store a charge or refund is owed instead of run: the
+   * key's next take carries it (one store call instead of two). Only this
+   * process reads the buckets, and it reads them only by taking, so nothing
+   * can observe the difference (another service sharing the same memory
+   * store sees the adjustment with this one's next admission: later, never
+   * more permissive than the limits).
+   */
+  #owe(key: KeyState, where: Where, requests: number, tokens: number): void {
+    const owed = where === "shared" ? key.owed.shared : key.owed.local
+    if (key.requestsPerMinute !== undefined) owed.requests += requests
+    if (key.tokensPerMinute !== undefined) owed.tokens += tokens
   }
 
   /** Charges `requests` and `tokens` more to the key's buckets on the current store. */
   charge(key: KeyState, requests: number, tokens: number): void {
     if (requests <= 0 && tokens <= 0) return
+    const shared = this.#shared
+    if (shared === undefined) return this.#owe(key, "shared", requests, tokens)
+    if (this.#degraded) return this.#owe(key, "local", requests, tokens)
     this.#background(this.#onStore((store, where) => {
+      if (store.kind === "memory") return Effect.sync(() => this.#owe(key, where, requests, tokens))
       const { rpm, tpm } = where === "shared" ? key.shared : key.local
       const rpmOp = rpm === undefined || requests <= 0 ? Effect.void : rpm.take(store, requests)
       const tpmOp = tpm === undefined || tokens <= 0 ? Effect.void : tpm.take(store, tokens)
-      return store.kind === "memory"
-        ? Effect.andThen(rpmOp, tpmOp)
-        : Effect.all([rpmOp, tpmOp], { concurrency: "unbounded", discard: true })
+      return together([rpmOp, tpmOp])
     }).pipe(Effect.asVoid))
   }
 
@@ -920,7 +989,7 @@ export class Admission {
       MAX_COOLDOWN_MS,
       Math.max(1, retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : this.config.defaultCooldownMs)
     )
-    const now = nowOf(this.#context)
+    const now = this.#clock.currentTimeMillisUnsafe()
     key.cooldownUntil = Math.max(key.cooldownUntil, now + ms)
     this.#local.cooledKeys?.add(key.name)
     key.series.cooldowns.value++
@@ -954,7 +1023,7 @@ export class Admission {
   /** Milliseconds the key still cools down, as this instance knows it (0: not cooling down). */
   cooldownRemaining(name: string): number {
     const key = this.#keys.get(name)
-    return key === undefined ? 0 : Math.max(0, key.cooldownUntil - nowOf(this.#context))
+    return key === undefined ? 0 : Math.max(0, key.cooldownUntil - this.#clock.currentTimeMillisUnsafe())
   }
 
   /** Calls of the key waiting for admission on this instance. */
@@ -989,14 +1058,13 @@ export class Admission {
     read: ReadonlyArray<string>
   ): Effect.Effect<WindowCounts, StoreUnavailable> {
     return Effect.suspend(() => {
-      const now = nowOf(this.#context)
+      const now = this.#clock.currentTimeMillisUnsafe()
       const minute = Math.floor(now / MINUTE)
       const day = Math.floor(now / DAY)
+      const m = store.counters.incr(minuteKey(workspace, minute), fields, 2 * MINUTE, read)
+      const d = store.counters.incr(dayKey(workspace, day), fields, 2 * DAY, read)
       return Effect.map(
-        Effect.all([
-          store.counters.incr(minuteKey(workspace, minute), fields, 2 * MINUTE, read),
-          store.counters.incr(dayKey(workspace, day), fields, 2 * DAY, read)
-        ], { concurrency: store.kind === "memory" ? 1 : "unbounded" }),
+        store.kind === "memory" ? Effect.all([m, d]) : together([m, d]),
         ([m, d]): WindowCounts => ({ now, minute, day, m, d })
       )
     })
@@ -1124,14 +1192,14 @@ export class Admission {
   /** A workspace's usage this minute and this UTC day (from the store all instances share). */
   usage(workspace: string): Effect.Effect<WorkspaceUsage> {
     return Effect.suspend(() => {
-      const now = nowOf(this.#context)
+      const now = this.#clock.currentTimeMillisUnsafe()
       const minute = Math.floor(now / MINUTE)
       const day = Math.floor(now / DAY)
       return this.#onStore((store, where) =>
-        Effect.all([
+        together([
           store.counters.read(minuteKey(workspace, minute), FIELDS),
           store.counters.read(dayKey(workspace, day), FIELDS)
-        ], { concurrency: store.kind === "memory" ? 1 : "unbounded" }).pipe(
+        ]).pipe(
           Effect.map(([m, d]): WorkspaceUsage => ({
             workspace,
             minute: figures(m),

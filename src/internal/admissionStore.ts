@@ -35,7 +35,7 @@
  *
  * @internal
  */
-import { Clock, Context, Data, Duration, Effect, Layer, References, Scope } from "effect"
+import { Clock, Context, Data, Duration, Effect, Fiber, Layer, References, Scope } from "effect"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import * as Redis from "effect/persistence/Redis"
 
@@ -175,9 +175,7 @@ export const makeRedisStore = (redis: Redis.Redis["Service"], prefix: string): E
           commands.push(redis.send("PEXPIRE", key, String(Math.max(1, Math.ceil(ttlMs)))))
           const reading = read.length === 0 ? Effect.succeed({}) : hmget(key, read)
           // Sent together: node-redis writes them in one batch, one round trip.
-          return Effect.all([Effect.all(commands, { concurrency: "unbounded" }), reading], {
-            concurrency: "unbounded"
-          }).pipe(
+          return together([together(commands), reading]).pipe(
             Effect.map(([, values]) => values as Record<string, number>),
             Effect.mapError(toStoreUnavailable("Redis counter update"))
           )
@@ -291,6 +289,23 @@ const notConnectedLimiter = Effect.fail(
     reason: new RateLimiter.RateLimitStoreError({ message: "Redis is not connected yet" })
   })
 )
+
+/**
+ * Runs `effects` concurrently, each started at once in this tick (not on the
+ * scheduler's next turn, as `Effect.all` does), so that node-redis sends all
+ * their commands in one write: one round trip. Results in order.
+ */
+export const together = <const T extends ReadonlyArray<Effect.Effect<any, any>>>(
+  effects: T
+): Effect.Effect<{ -readonly [K in keyof T]: Effect.Success<T[K]> }, Effect.Error<T[number]>> =>
+  Effect.flatMap(
+    Effect.forEach(
+      effects as ReadonlyArray<Effect.Effect<unknown, unknown>>,
+      (effect) => Effect.forkChild(effect, { startImmediately: true })
+    ),
+    (fibers: ReadonlyArray<Fiber.Fiber<unknown, unknown>>) =>
+      Effect.onInterrupt(Fiber.joinAll(fibers), () => Fiber.interruptAll(fibers))
+  ) as any
 
 /** The URL without its password, for logs and errors. */
 export const redact = (url: string): string => url.replace(/\/\/([^:@/]*):([^@/]*)@/, "//$1:***@")
