@@ -7,12 +7,15 @@
  * - `CodexWorker`, `CodexWorkerPool`: Codex app-server workers and the pool
  *   of them as an Effect service (`layer`, `layerNode`).
  * - `createCodexWorkerPool`: the Codex pool's promise facade.
+ * - `RateLimits`: rate-limit admission per API key (RPM, TPM, 429 cooldown)
+ *   and per workspace, in memory or shared through Redis.
  * - The errors every API fails with.
  *
  * @since 0.1.0
  */
 export * as CodexWorker from "./CodexWorker.ts"
 export * as CodexWorkerPool from "./CodexWorkerPool.ts"
+export * as RateLimits from "./RateLimits.ts"
 export * as WorkerPool from "./WorkerPool.ts"
 export {
   createCodexWorkerPool,
@@ -36,8 +39,10 @@ export {
   PoolOptionsError,
   PoolShutdownError,
   QueueFullError,
+  RateLimitedError,
   RequestTimeoutError,
   WorkerCrashedError,
   WorkerNotLeasedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  WorkspaceLimitError
 } from "./errors.ts"

@@ -9,51 +9,63 @@
  *    order. If the call names a workspace with limits, its request is counted
  *    in the workspace's minute and day counters first, and the call is refused
  *    at once with `WorkspaceLimitError` when that goes past a limit (nothing of
- *    the key is touched, so a workspace at its limit never delays another's
- *    calls). Then the key's requests-per-minute (1 request) and
- *    tokens-per-minute (the estimate) are consumed from Effect's
- *    `RateLimiter` (token bucket, `onExceeded: "delay"`: the limiter reserves
- *    the call's place and announces how long it must wait), together with
- *    Effect's adaptive limiter (`adaptiveConsume`), which carries the 429
- *    cooldown. Against Redis these go out together: one round trip.
- * 2. If the announced wait ends after the call's deadline, the call is refused
- *    at once with `RateLimitedError` and what it consumed is given back.
+ *    the key is touched, so a workspace at its limit never takes a slot of the
+ *    key; on Redis that check is one extra round trip, for such workspaces
+ *    only, and a workspace refused once is refused locally until its window
+ *    ends). Then the key's requests-per-minute (1 request) and
+ *    tokens-per-minute (the estimate) are taken from Effect's
+ *    `RateLimiterStore` token buckets (`allowOverflow`: the bucket reserves
+ *    the call's place and the debt says how long it must wait, exactly as
+ *    `RateLimiter.consume` with `onExceeded: "delay"` computes it; we call the
+ *    store directly with refill intervals computed once per key, since
+ *    `consume` recomputes its Durations on every call and costs about three
+ *    times more), together with Effect's adaptive limiter (`adaptiveConsume`),
+ *    which carries the 429 cooldown. Against Redis these are started in the
+ *    same tick, so node-redis writes them together: one round trip.
+ * 2. If the announced wait (or the admission of the calls ahead of it, which
+ *    go first) ends after the call's deadline, the call is refused at once
+ *    with `RateLimitedError` and what it took is given back.
  * 3. Otherwise the call waits for its time, and is admitted only after every
  *    earlier call of the key: a later call never overtakes an earlier one.
  *    One timer per key serves all its waiting calls; a waiting call holds no
- *    worker.
+ *    worker. With the memory store and nothing queued, all of this happens
+ *    synchronously in the call: no fiber is left behind.
  *
  * While it waits a call can be interrupted (or its signal aborted): it leaves
- * the queue at once and everything it consumed is given back.
+ * the queue at once and everything it took is given back.
  *
  * Tokens are charged from what codex reports: the reservation reads each
  * `thread/tokenUsage/updated` of its lease (`last` is one model request):
  * every request after the first counts one more toward the key's RPM, and
  * tokens beyond what was reserved are charged as they are reported. When the
  * lease ends, `settle` gives back an over-estimate (never more than was
- * charged); a turn that failed keeps what it was charged; a lease that ran no
- * turn at all gets everything back. A repeat of earlier figures (codex resends
- * the previous turn's usage on a failed turn: same thread total) is ignored.
+ * charged); a turn that failed (or ended without reporting usage) keeps what
+ * it was charged; a lease that ran no turn at all gets everything back. A
+ * repeat of earlier figures (codex resends the previous turn's usage on a
+ * failed turn: same thread total) is ignored.
  *
  * 429 cooldown: `reportRateLimited` (or the reservation, on an `error`
  * notification carrying HTTP 429) feeds Effect's adaptive limiter
  * (`adaptiveFeedback` with status 429 and the wait: the one the message
  * names, else `defaultCooldownMs`). Its cooldown phase is kept in the store,
  * so every instance's next admissions for the key wait it out; this instance
- * also holds back its own waiting calls at once. After the cooldown the
- * adaptive limiter learns the rate the key sustained until the next 429 and
- * paces at it for that window (Effect's design; its state expires a minute
- * after).
+ * also holds back its own waiting calls at once (and refuses those whose
+ * deadline comes first). After the cooldown the adaptive limiter learns the
+ * rate the key sustained until the next 429 and paces at it for that window
+ * (Effect's design; its state expires a minute later).
  *
  * What is not Effect's (and why):
- * - Refunds. Effect's limiter cannot un-consume; a negative `tokens` to
- *   `consume` adds tokens back to the bucket but does not cap them at its
- *   capacity. So a refund is at most what the reservation charged, and when
- *   the bucket then holds more than its capacity the surplus is consumed
- *   again at once (in memory both happen in one synchronous step; on Redis
- *   another instance may see the surplus for one round trip).
- * - The FIFO and the timer in front of the limiter (Effect's `consume` only
- *   computes the delay).
+ * - Refunds. Effect's store cannot un-consume; a negative take adds tokens
+ *   back but does not cap them at the bucket's capacity. So a refund is at
+ *   most what the reservation charged, and when the bucket then holds more
+ *   than its capacity the surplus is taken again at once (in memory both
+ *   happen in one synchronous step; on Redis another instance may see the
+ *   surplus for one round trip).
+ * - On a memory store, charges and refunds are owed and carried by the key's
+ *   next take (a charge added to it; a refund given back, capped, just
+ *   before it) instead of run on their own: one store call per admission.
+ *   Only takes read the buckets, so nothing can tell the difference.
+ * - The FIFO and the timer in front of the store.
  * - Usage counters per workspace and workspace limits: see
  *   `admissionStore.ts`. Workspace limits are quotas over calendar windows of
  *   those counters, so the share that triggers the warning and the 100% that
@@ -66,15 +78,17 @@
  * local in-memory limiter at `limit / instances` of every key limit, logs it,
  * sets the `..._store_degraded` gauge, and re-runs the call there (the call is
  * not lost); a probe every `probeIntervalMs` switches back once the store
- * answers. It never admits without a limit. While degraded, usage counters
- * are local too, and a refund of a charge made on the shared store is dropped
+ * answers. It never admits without a limit. A store whose connection is still
+ * being made starts in that mode. While degraded, usage counters are local
+ * too, and a refund of a charge made on the shared store is dropped
  * (conservative).
  *
  * Limits: FIFO holds among the calls of one instance; across instances the
- * shared limiter admits in the order the store sees the calls, not in
- * arrival order. Cooldowns are recorded under the epoch of the adaptive
- * limiter a call was admitted in; a 429 reported for an older epoch is
- * ignored by the store (it still holds back this instance).
+ * shared store admits in the order it sees the calls, not in arrival order.
+ * Cooldowns are recorded under the epoch of the adaptive limiter a call was
+ * admitted in; a 429 reported for an older epoch is ignored by the store (it
+ * still holds back this instance). A waiting call's time is fixed when it is
+ * taken: a refund or a cancelled call ahead of it does not bring it forward.
  *
  * @internal
  */
@@ -1267,7 +1281,7 @@ export class Reservation {
   readonly workspace: string | undefined
   /** Tokens reserved at admission. */
   readonly estimatedTokens: number
-  /** How long the call waited for admission, ms. */
+  /** How long the call waited for admission, ms (with a shared store, its round trips included). */
   readonly waitedMs: number
   /** Model requests reported so far (`thread/tokenUsage/updated`). */
   requests = 0
