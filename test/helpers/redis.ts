@@ -11,7 +11,9 @@
  * are skipped; with `CI=true` the test file fails instead.
  *
  * The marker rides in the path of the config file; `set-proc-title no` keeps
- * Redis from overwriting its command line, so `/proc` still shows it.
+ * Redis from overwriting its command line, so `/proc` still shows it. A guard
+ * shell (`/bin/sh`, carrying the marker too) SIGKILLs the server within half
+ * a second if the process that started it dies without stopping it.
  *
  * Limits: a free port is found by binding 127.0.0.1:0 and closing it, so
  * another process could take it before Redis does (the start then fails with
@@ -132,31 +134,50 @@ export const startRedis = async (binary: string): Promise<RedisServer> => {
       `logfile ${path.join(dir, "redis.log")}`
     ].join("\n") + "\n"
   )
-  let child: ChildProcess | undefined
+  let child: { readonly pid: number; readonly guard: ChildProcess } | undefined
   let exited: Promise<void> = Promise.resolve()
 
   const launch = async () => {
-    const process_ = spawn(binary, [config], { stdio: "ignore" })
+    // A guard shell runs redis-server and SIGKILLs it if this process dies
+    // without stopping it (a killed test worker or benchmark); it prints the
+    // server's PID, which `stop` and `kill` signal.
+    const guard = spawn("/bin/sh", [
+      "-c",
+      `"$0" "$1" & r=$!; echo $r; while kill -0 ${process.pid} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.5; done; ` +
+      `kill -9 $r 2>/dev/null; wait $r 2>/dev/null`,
+      binary,
+      config
+    ], { stdio: ["ignore", "pipe", "ignore"] })
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = ""
+      guard.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString("utf8")
+        if (out.includes("\n")) resolve(Number(out.trim()))
+      })
+      guard.once("error", reject)
+      guard.once("exit", () => reject(new Error(`could not start ${binary}`)))
+    })
+    const process_ = { pid, guard }
     child = process_
-    exited = new Promise<void>((resolve) => process_.once("exit", () => resolve()))
-    const spawnError = new Promise<Error>((resolve) => process_.once("error", resolve))
+    exited = new Promise<void>((resolve) => guard.once("exit", () => resolve()))
+    const spawnError = new Promise<Error>((resolve) => guard.once("error", resolve))
     const ready = waitFor(async () => (await redisCommand(port, "PING", 500).catch(() => "")) === "+PONG", READY_MS)
     const first = await Promise.race([ready.then(() => undefined), spawnError])
     if (first instanceof Error) throw new Error(`could not start ${binary}: ${first.message}`)
     if (!(await ready)) {
-      process_.kill("SIGKILL")
+      signal(pid, "SIGKILL")
       const log = fs.existsSync(path.join(dir, "redis.log")) ? fs.readFileSync(path.join(dir, "redis.log"), "utf8") : ""
       throw new Error(`redis-server on port ${port} did not answer PING within ${READY_MS} ms. Log:\n${log}`)
     }
   }
 
-  const killNow = async (signal: NodeJS.Signals) => {
+  const killNow = async (how: NodeJS.Signals) => {
     const current = child
-    if (current?.pid === undefined || current.exitCode !== null || current.signalCode !== null) return
-    current.kill(signal)
+    if (current === undefined || current.guard.exitCode !== null || current.guard.signalCode !== null) return
+    signal(current.pid, how)
     const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), STOP_MS).unref())
     if ((await Promise.race([exited, timer])) === "timeout" && isLivePid(current.pid)) {
-      current.kill("SIGKILL")
+      signal(current.pid, "SIGKILL")
       await exited
     }
   }
@@ -167,7 +188,7 @@ export const startRedis = async (binary: string): Promise<RedisServer> => {
     url: `redis://127.0.0.1:${port}`,
     port,
     marker,
-    pid: () => child!.pid!,
+    pid: () => child!.pid,
     kill: () => killNow("SIGKILL"),
     restart: async () => {
       await killNow("SIGKILL")
@@ -179,6 +200,14 @@ export const startRedis = async (binary: string): Promise<RedisServer> => {
       await killNow("SIGTERM")
       fs.rmSync(dir, { recursive: true, force: true })
     }
+  }
+}
+
+const signal = (pid: number, how: NodeJS.Signals) => {
+  try {
+    process.kill(pid, how)
+  } catch {
+    // already gone
   }
 }
 
