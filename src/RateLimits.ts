@@ -384,7 +384,11 @@ export const makeUnsafe = (
     )
     return yield* make(options).pipe(Effect.provideContext(storeContext), Scope.provide(scope))
   }).pipe(Effect.provideService(References.MinimumLogLevel, "Info"))
-  const exit = Effect.runSyncExit(build)
+  // `runFork` rather than `runSyncExit`: the service's background fibers keep
+  // the default scheduler (runSyncExit's would run them on microtasks only).
+  // Building completes synchronously: the Redis connection is made by a fiber.
+  const exit = Effect.runFork(build).pollUnsafe()
+  if (exit === undefined) throw new Error("RateLimits.makeUnsafe: building the service did not complete synchronously")
   if (Exit.isFailure(exit)) {
     Effect.runFork(Scope.close(scope, Exit.void))
     throw Cause.squash(exit.cause)
