@@ -32,7 +32,10 @@
  * Limits: across instances, admission is not FIFO (the store admits in the
  * order it sees the calls). Workspace token limits are soft (a turn that
  * crosses one runs to its end). Counters use each instance's clock for the
- * minute and UTC-day windows.
+ * minute and UTC-day windows. What instances admitted on their local
+ * fallback during a Redis outage is not charged to Redis when it returns.
+ * Use `layerStoreRedisUrl` (or a NodeRedis layer with `disableOfflineQueue`)
+ * so that commands never wait in node-redis' offline queue.
  *
  * @example
  * ```ts

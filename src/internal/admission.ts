@@ -81,7 +81,9 @@
  * answers. It never admits without a limit. A store whose connection is still
  * being made starts in that mode. While degraded, usage counters are local
  * too, and a refund of a charge made on the shared store is dropped
- * (conservative).
+ * (conservative). What was admitted locally during an outage is not charged
+ * to the shared store afterwards: right after it comes back, a key can see up
+ * to that much more than its limit within the minute.
  *
  * Limits: FIFO holds among the calls of one instance; across instances the
  * shared store admits in the order it sees the calls, not in arrival order.
@@ -452,7 +454,7 @@ export class Admission {
     if (this.#shared?.connected !== undefined && !this.#shared.connected()) {
       this.#degraded = true
       this.metrics.degraded.value = 1
-      this.#run(this.#probe)
+      this.#run(this.#probe(false))
     }
   }
 
@@ -467,12 +469,16 @@ export class Admission {
       Effect.logWarning(
         `Rate limits (${this.config.name}): the shared store is unreachable (${reason}); admitting with a local ` +
           `limiter at 1/${this.config.instances} of every limit until it answers again.`
-      ).pipe(Effect.andThen(this.#probe))
+      ).pipe(Effect.andThen(this.#probe(true)))
     )
   }
 
-  /** Probes the shared store every `probeIntervalMs` until it answers, then leaves degraded mode. */
-  get #probe(): Effect.Effect<void> {
+  /**
+   * Probes the shared store every `probeIntervalMs` until it answers, then
+   * leaves degraded mode (and says so when `announce`: not for the first
+   * connection, which the store logs itself if it was slow).
+   */
+  #probe(announce: boolean): Effect.Effect<void> {
     const shared = this.#shared!
     const once: Effect.Effect<boolean> = Effect.sleep(Duration.millis(this.config.probeIntervalMs)).pipe(
       Effect.andThen(shared.probe),
@@ -487,7 +493,9 @@ export class Admission {
       if (!ok) return loop
       this.#degraded = false
       this.metrics.degraded.value = 0
-      return Effect.logInfo(`Rate limits (${this.config.name}): the shared store answers again; admission uses it again.`)
+      return announce
+        ? Effect.logInfo(`Rate limits (${this.config.name}): the shared store answers again; admission uses it again.`)
+        : Effect.void
     })
     return loop
   }
@@ -498,7 +506,8 @@ export class Admission {
   #key(name: string): KeyState {
     let key = this.#keys.get(name)
     if (key === undefined) {
-      key = new KeyState(name, this.config.limits[name], this.metrics.account(name), this.config.instances)
+      const limits = Object.hasOwn(this.config.limits, name) ? this.config.limits[name] : undefined
+      key = new KeyState(name, limits, this.metrics.account(name), this.config.instances)
       this.#keys.set(name, key)
     }
     return key
@@ -512,7 +521,7 @@ export class Admission {
   /** The limits of `key` now. */
   limitsOf(name: string): KeyLimits {
     const key = this.#keys.get(name)
-    if (key === undefined) return this.config.limits[name] ?? {}
+    if (key === undefined) return (Object.hasOwn(this.config.limits, name) ? this.config.limits[name] : undefined) ?? {}
     return { requestsPerMinute: key.requestsPerMinute, tokensPerMinute: key.tokensPerMinute }
   }
 
