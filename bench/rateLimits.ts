@@ -253,7 +253,7 @@ const measurements: ReadonlyArray<MeasurementDef> = [
       { id: "share", label: "of limit", unit: "x", better: "higher", ratio: false }
     ],
     supports: (c) =>
-      c.startsWith("rlf") ? "rate-limiter-flexible refuses instead of queueing (its RateLimiterQueue is not FIFO across keys)" : isRedis(c) ? redisMissing() : true,
+      c.startsWith("rlf") ? "consume refuses instead of waiting (its RateLimiterQueue waits; not measured here)" : isRedis(c) ? redisMissing() : true,
     run: async (contender, options) => {
       // 6000 requests per minute = 100 per second; measured after the burst of 6000.
       const rpm = 6_000
@@ -399,6 +399,6 @@ export const section: Section = {
   notes: [
     "8a times single calls with performance.now(); the timer's own cost (well under 1 µs) is included.",
     "Ours on Redis sends its token-bucket and adaptive-limiter scripts (EVALSHA) together: one round trip; rate-limiter-flexible sends EVAL with the script text.",
-    "rate-limiter-flexible consumes or rejects: it neither queues FIFO nor announces a delay, so 8c is ours only."
+    "rate-limiter-flexible's consume takes or refuses (no waiting), so 8c measures ours only."
   ]
 }
