@@ -46,15 +46,7 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
 
 let redis: RedisServer | undefined
 const redisServer = async (): Promise<RedisServer> => redis ??= await startRedis(findRedisServer()!)
-process.on("exit", () => {
-  if (redis !== undefined) {
-    try {
-      process.kill(redis.pid(), "SIGKILL")
-    } catch {
-      // gone
-    }
-  }
-})
+process.on("exit", () => redis?.killSync())
 
 const contenders = [
   { name: "effect-mem", description: "RateLimits (Effect RateLimiterStore, memory): admitUnsafe" },

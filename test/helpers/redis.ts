@@ -108,6 +108,8 @@ export interface RedisServer {
   restart(): Promise<void>
   /** Stops it (SIGTERM, bounded wait, SIGKILL) and removes its directory. Idempotent. */
   stop(): Promise<void>
+  /** SIGKILLs it and removes its directory at once (for an `exit` handler). */
+  killSync(): void
 }
 
 const READY_MS = 10_000
@@ -198,6 +200,11 @@ export const startRedis = async (binary: string): Promise<RedisServer> => {
       if (stopped) return
       stopped = true
       await killNow("SIGTERM")
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+    killSync: () => {
+      stopped = true
+      if (child !== undefined) signal(child.pid, "SIGKILL")
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }
