@@ -621,6 +621,85 @@ export class ResponseDecodeError extends Schema.TaggedError<ResponseDecodeError>
 }
 
 /**
+ * A call was refused by rate-limit admission because the wait the limiter
+ * announced for its API key (`account`) is longer than what is left of the
+ * call's budget (`acquireTimeoutMs` / `timeoutMs`). `limit` names the limit
+ * that made it wait: `"rpm"` (requests per minute), `"tpm"` (tokens per
+ * minute) or `"cooldown"` (the key answered HTTP 429 and is cooling down).
+ * Nothing was charged for the call. Retry after `retryAfterMs`, give the call
+ * a longer timeout, or raise the key's limits.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RateLimitedError extends Schema.TaggedError<RateLimitedError>()("RateLimitedError", {
+  message: Schema.String,
+  limit: Schema.Literals(["rpm", "tpm", "cooldown"]),
+  account: Schema.String,
+  retryAfterMs: Schema.Number,
+  budgetMs: Schema.Number
+}) {
+  constructor(
+    props: {
+      readonly limit: "rpm" | "tpm" | "cooldown"
+      readonly account: string
+      readonly retryAfterMs: number
+      readonly budgetMs: number
+    },
+    options?: Schema.MakeOptions
+  ) {
+    const what = props.limit === "rpm"
+      ? "its requests-per-minute limit"
+      : props.limit === "tpm"
+      ? "its tokens-per-minute limit"
+      : "a cooldown after the API answered HTTP 429"
+    super({
+      ...props,
+      message: `Rate limited: account "${props.account}" is at ${what}; the call would have to wait ` +
+        `${Math.ceil(props.retryAfterMs)} ms but only ${Math.max(0, Math.floor(props.budgetMs))} ms were left of its ` +
+        `timeout, so it was refused at once (nothing was charged). Retry after ${Math.ceil(props.retryAfterMs)} ms, ` +
+        `allow a longer timeoutMs / acquireTimeoutMs, or raise the account's rateLimits.`
+    }, options)
+  }
+}
+
+/**
+ * A call named a `workspace` that has reached 100% of one of its limits
+ * (`workspaceLimits`), so it was refused at once; other workspaces are not
+ * affected. `limit` names the exhausted limit, `used` and `max` its figures;
+ * the window resets after `retryAfterMs`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class WorkspaceLimitError extends Schema.TaggedError<WorkspaceLimitError>()("WorkspaceLimitError", {
+  message: Schema.String,
+  workspace: Schema.String,
+  limit: Schema.Literals(["requestsPerMinute", "requestsPerDay", "tokensPerMinute", "tokensPerDay"]),
+  used: Schema.Number,
+  max: Schema.Number,
+  retryAfterMs: Schema.Number
+}) {
+  constructor(
+    props: {
+      readonly workspace: string
+      readonly limit: "requestsPerMinute" | "requestsPerDay" | "tokensPerMinute" | "tokensPerDay"
+      readonly used: number
+      readonly max: number
+      readonly retryAfterMs: number
+    },
+    options?: Schema.MakeOptions
+  ) {
+    super({
+      ...props,
+      message: `Workspace "${props.workspace}" has reached its ${props.limit} limit (${props.used} of ${props.max}), ` +
+        `so the call was refused. The window resets in ${Math.ceil(props.retryAfterMs)} ms; retry then, or raise ` +
+        `this workspace's limit in workspaceLimits.`
+    }, options)
+  }
+}
+
+/**
  * Every error of this library, as one Schema (a union discriminated by
  * `_tag`) and one type: put it in an RPC's or an HttpApi endpoint's error
  * channel to carry the pool's errors across, e.g.
@@ -643,7 +722,9 @@ export const CodexWorkerPoolError = Schema.Union([
   LeaseTimeoutError,
   ResponseDecodeError,
   ProtocolError,
-  WorkerStdioError
+  WorkerStdioError,
+  RateLimitedError,
+  WorkspaceLimitError
 ])
 
 /**

@@ -23,12 +23,14 @@ import {
   PoolShutdownError,
   ProtocolError,
   QueueFullError,
+  RateLimitedError,
   RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
-  WorkerStdioError
+  WorkerStdioError,
+  WorkspaceLimitError
 } from "../src/errors.ts"
 
 type ErrorClass = Schema.Codec<any, any> & (new(...args: ReadonlyArray<any>) => CodexWorkerPoolError)
@@ -263,6 +265,24 @@ const cases: ReadonlyArray<Case> = [
     message: "The stdin pipe of the codex worker process (pid 4242) broke while the process was still running: " +
       "write EPIPE. The worker was taken out of service and its processes killed; retry on a new one.",
     fields: { pid: 4242, stream: "stdin", detail: "write EPIPE" }
+  },
+  {
+    label: "RateLimitedError",
+    Class: RateLimitedError,
+    make: () => new RateLimitedError({ limit: "tpm", account: "acme", retryAfterMs: 1500.2, budgetMs: 999.7 }),
+    message: "Rate limited: account \"acme\" is at its tokens-per-minute limit; the call would have to wait 1501 ms " +
+      "but only 999 ms were left of its timeout, so it was refused at once (nothing was charged). Retry after " +
+      "1501 ms, allow a longer timeoutMs / acquireTimeoutMs, or raise the account's rateLimits.",
+    fields: { limit: "tpm", account: "acme", retryAfterMs: 1500.2, budgetMs: 999.7 }
+  },
+  {
+    label: "WorkspaceLimitError",
+    Class: WorkspaceLimitError,
+    make: () =>
+      new WorkspaceLimitError({ workspace: "w1", limit: "requestsPerDay", used: 100, max: 100, retryAfterMs: 3600000 }),
+    message: "Workspace \"w1\" has reached its requestsPerDay limit (100 of 100), so the call was refused. The " +
+      "window resets in 3600000 ms; retry then, or raise this workspace's limit in workspaceLimits.",
+    fields: { workspace: "w1", limit: "requestsPerDay", used: 100, max: 100, retryAfterMs: 3600000 }
   }
 ]
 
@@ -300,7 +320,7 @@ describe("errors", () => {
   it("the cases cover every member of CodexWorkerPoolError", () => {
     const tags = CodexWorkerPoolError.members.map((member) => (member as unknown as { identifier: string }).identifier)
     expect(new Set(cases.map((c) => c.make()._tag))).toStrictEqual(new Set(tags))
-    expect(tags).toHaveLength(14)
+    expect(tags).toHaveLength(16)
   })
 
   describe.each(cases)("$label", (c) => {
@@ -413,6 +433,8 @@ describe("errors", () => {
       | "ResponseDecodeError"
       | "ProtocolError"
       | "WorkerStdioError"
+      | "RateLimitedError"
+      | "WorkspaceLimitError"
     >()
   })
 
