@@ -1,5 +1,5 @@
 /**
- * Measurement 8: how often a conversation's next turn lands on the worker
+ * Measurement 9: how often a conversation's next turn lands on the worker
  * that already has its thread loaded, with and without the affinity hint
  * (`acquire({ prefer: threadId })`).
  *
@@ -85,7 +85,7 @@ const SEEDS = 5
 
 const measurement = (id: string, factor: number): MeasurementDef => ({
   id,
-  title: `8${factor === 1 ? "a" : "b"}. turns landing on the worker with their thread: ${factor * POOL_SIZE} conversations on poolSize ${POOL_SIZE}`,
+  title: `9${factor === 1 ? "a" : "b"}. turns landing on the worker with their thread: ${factor * POOL_SIZE} conversations on poolSize ${POOL_SIZE}`,
   metrics: [
     { id: `${id}Rate`, label: `on its worker (${factor * POOL_SIZE} conv.)`, unit: "%", better: "higher", ratio: false },
     { id: `${id}Resumes`, label: `resumes (${factor * POOL_SIZE} conv.)`, unit: "turns", better: "lower", ratio: false }
@@ -105,14 +105,14 @@ const measurement = (id: string, factor: number): MeasurementDef => ({
 
 export const section: Section = {
   name: "affinity",
-  title: "Affinity hint: a conversation's turns landing on the worker that has its thread (measurement 8)",
+  title: "Affinity hint: a conversation's turns landing on the worker that has its thread (measurement 9)",
   contenders: [
     { name: "prefer", description: "use(fn, { prefer: threadId })" },
     { name: "no-prefer", description: "use(fn): the most recently released idle worker" }
   ],
   measurements: [measurement("affinityP", 1), measurement("affinity3P", 3)],
   describe: (options) => [
-    `8. ${sizes(options).turns} turns per conversation, a turn holds its worker 1-4 event-loop turns, 0-8 turns of ` +
+    `9. ${sizes(options).turns} turns per conversation, a turn holds its worker 1-4 event-loop turns, 0-8 turns of ` +
     `think time between turns; ${SEEDS} seeded schedules per sample (rate: their mean, resumes: their sum); ` +
     `the first turn of each conversation is not counted`
   ],

@@ -12,7 +12,7 @@
  *   at once; checked through /proc.
  */
 import { performance } from "node:perf_hooks"
-import { createCodexWorkerPool } from "../src/CodexPromisePool.ts"
+import { createCodexWorkerPool } from "../src/node.ts"
 import { nativeCodexBinary } from "../src/internal/codexBinary.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
 import { codexArgs, codexEnv, makeCodexHome, type ModelServer, startModelServer } from "../src/testing/index.ts"

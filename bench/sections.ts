@@ -31,8 +31,13 @@ export const registry: ReadonlyArray<SectionEntry> = [
     load: () => import("./pool/section.ts")
   },
   {
+    name: "ratelimits",
+    description: "measurement 8: rate-limit admission vs rate-limiter-flexible, memory and Redis",
+    load: () => import("./rateLimits.ts")
+  },
+  {
     name: "affinity",
-    description: "measurement 8: turns landing on the worker that has their thread, with and without prefer",
+    description: "measurement 9: turns landing on the worker that has their thread, with and without prefer",
     load: () => import("./affinity.ts")
   },
   {

@@ -37,9 +37,12 @@
  * nobody again: that handle keeps its listeners (its `onClose` fires) and its
  * requests fail with the worker's own closed error.
  *
+ * `createCodexWorkerPool` itself is in `codex-worker-pool/node`: it spawns
+ * codex with Node's process spawner. The types are in the root entry too.
+ *
  * @example
  * ```ts
- * import { createCodexWorkerPool } from "codex-worker-pool"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
  *
  * const pool = createCodexWorkerPool({ poolSize: 2, codexHome: "/var/lib/app/codex" })
  * const threadId = await pool.use(async (worker, signal) => {
@@ -52,12 +55,12 @@
  * @since 0.1.0
  */
 import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
+import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
-import { layerNode } from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, type MakeWorker, validate, WorkerFactory } from "./internal/codexPool.ts"
+import { makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
@@ -75,7 +78,7 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface CloseEvent {
   readonly code: number | null
   readonly signal: string | null
-  /** Set when the worker did not end normally: a crash or a lease timeout. */
+  /** Set when the worker did not end normally: a crash, a lease timeout, a broken pipe (`WorkerStdioError`) or a protocol violation (`ProtocolError`). */
   readonly error?: Error | undefined
 }
 
@@ -155,13 +158,39 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of {@link createCodexWorkerPool}: those of `CodexWorkerPool`, and
- * how the pool logs.
+ * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, with times
+ * as numbers of milliseconds under `...Ms` names (where 0 means no limit), and
+ * how the pool logs. Bad options throw a `PoolOptionsError` naming the option.
  *
  * @since 0.1.0
  * @category models
  */
-export interface CodexWorkerPoolOptions extends CodexWorkerPool.Options {
+export interface CodexWorkerPoolOptions extends
+  Omit<
+    CodexWorkerPool.Options,
+    | "idleTimeout"
+    | "acquireTimeout"
+    | "leaseTimeout"
+    | "shutdownTimeout"
+    | "spawnTimeout"
+    | "killGrace"
+    | "processScanInterval"
+  >
+{
+  /** Idle time before a worker is retired. Default 300000 (5 minutes); 0 disables. */
+  readonly idleTimeoutMs?: number | undefined
+  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit (0). */
+  readonly acquireTimeoutMs?: number | undefined
+  /** Longest lease; then the worker's tree is killed (`LeaseTimeoutError`). Default 300000; 0 disables. */
+  readonly leaseTimeoutMs?: number | undefined
+  /** How long shutdown waits for leased workers before killing them anyway. Default 30000; 0 waits for ever. */
+  readonly shutdownTimeoutMs?: number | undefined
+  /** Longest time from spawn to the answer to `initialize`. Default 30000; must be > 0. */
+  readonly spawnTimeoutMs?: number | undefined
+  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000; 0: SIGKILL at once. */
+  readonly killGraceMs?: number | undefined
+  /** How often the worker's descendants are looked up in `/proc`. Default 1000; must be > 0. */
+  readonly processScanIntervalMs?: number | undefined
   /**
    * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
    * every line codex writes to stderr (`pid`), JSON-RPC details. Default
@@ -385,22 +414,24 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, Cod
 }
 
 /**
- * Creates a pool of Codex app-server workers driven with promises. Bad options
- * throw a `PoolOptionsError` naming the option. Workers are spawned on demand
- * (or ahead of it with `minIdle`); `shutdown()` kills every worker tree.
+ * Creates a pool of Codex app-server workers driven with promises, spawning
+ * with the `ChildProcessSpawner` that `spawner` builds (built once, in the
+ * pool's scope; `shutdown` closes it). Bad options throw a `PoolOptionsError`
+ * naming the option. `createCodexWorkerPool` (`codex-worker-pool/node`) is
+ * this with Node's spawner.
  *
- * @since 0.1.0
- * @category constructors
+ * @internal
  */
-export const createCodexWorkerPool = (
-  options: CodexWorkerPoolOptions = {},
-  /** @internal The test pool's fake workers (src/testing); real processes when absent. */
+export const makeCodexPromisePool = (
+  options: CodexWorkerPoolOptions,
+  spawner: Layer.Layer<ChildProcessSpawner>,
+  /** The test pool's fake workers (src/testing); real processes when absent. */
   makeWorker?: MakeWorker | undefined
 ): CodexPromiseWorkerPool => {
-  const settings = validate(options, true)
+  const settings = validateFacade(options)
   const scope = Scope.makeUnsafe()
   try {
-    const context = Effect.runSync(Scope.provide(Layer.build(layerNode), scope))
+    const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))
     const parts = Effect.runSync(
       makeParts(settings).pipe(
         withLogging(settings.logging),

@@ -7,7 +7,7 @@
  * - `initialize` is sent exactly once per process and its result cached in
  *   `initializeResult` (the server refuses a second one), followed by
  *   `initialized`; a spawn that fails, exits before answering, or does not
- *   answer within `spawnTimeoutMs` fails with `WorkerSpawnError` naming the
+ *   answer within `spawnTimeout` fails with `WorkerSpawnError` naming the
  *   command, the failed step (`reason`) and the last stderr lines;
  * - `codexHome`, when given, is created (with its parents, mode 0700) if it
  *   does not exist, since codex exits at start without it; a relative one is
@@ -16,30 +16,41 @@
  * - the tree is tracked from the moment the process exists: scanned at spawn,
  *   every 10 ms until `initialize` is answered (a codex that dies during the
  *   handshake re-parents its children at once), then every
- *   `processScanIntervalMs`. It is killed on every failed spawn (exit,
+ *   `processScanInterval`. It is killed on every failed spawn (exit,
  *   timeout, interruption) exactly as on every other end of a worker;
- * - when the process exits or its stdout breaks, every pending request fails
- *   at once with `WorkerCrashedError` (exit code or signal and the last stderr
- *   lines), later requests fail at once, `closed` resolves, and the
- *   descendants it leaves behind are killed;
+ * - when the process exits, every pending request fails at once with one
+ *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
+ *   each cut at 2 KiB), whichever pipe noticed first (stdout ending, or a
+ *   write to stdin failing); later requests fail at once, `closed` resolves,
+ *   and the descendants it leaves behind are killed;
+ * - when a pipe breaks while the process still runs (it closed its stdin, its
+ *   stdout ended or could not be read; told apart from a crash by waiting up
+ *   to 1 s for the exit), the worker ends the same way with
+ *   `WorkerStdioError`, and its whole tree is killed;
+ * - when the server breaks the protocol (a malformed response to a pending
+ *   request, a stdout line longer than `maxLineBytes`), the worker ends the
+ *   same way with `ProtocolError`, and its whole tree is killed;
  * - when the worker's scope closes (idle retirement, invalidate, lease
  *   timeout, shutdown) the whole tree is killed: SIGTERM to codex's process
  *   group and to every descendant recorded in other groups or sessions (MCP
- *   servers, sandboxes), `killGraceMs` of grace, then SIGKILL; bounded by
- *   `killGraceMs` + about 1 s. Descendants are found by walking `/proc` while
+ *   servers, sandboxes), `killGrace` of grace, then SIGKILL; bounded by
+ *   `killGrace` + about 1 s. Descendants are found by walking `/proc` while
  *   the worker lives (see above, and before each kill), each recorded with its
  *   start time so that a reused PID is never signalled;
  * - while the worker lives its tree is registered with the host-exit hooks:
  *   if the host exits without shutting down, the tree is SIGKILLed.
  *
- * Limits: a descendant started and re-parented (its parent died) between two
+ * Limits: a line written just before codex closes its stdin can be lost
+ * without an error (the pipe accepted it): the break shows at the next write,
+ * so a request in flight at that moment waits for its timeout or the lease
+ * timeout. A descendant started and re-parented (its parent died) between two
  * scans is not recorded, unless it stayed in codex's process group. During
  * the handshake that window is one scan interval, 10 ms. Measured on a 2-core
  * Linux machine with a launcher that starts a child in a new session and exits
  * D ms later: 50% of the children escaped at D = 0, 15% at 5 ms, none from
  * 8 ms on. A scan of a 20-thread codex takes about 0.15 ms, so the fast scans
  * cost about 1.5% of a core during the ~125 ms handshake of codex 0.169.
- * After the handshake the window is `processScanIntervalMs`. A blocked event
+ * After the handshake the window is `processScanInterval`. A blocked event
  * loop delays scans and widens the window. When the host process is SIGKILLed
  * nothing of ours runs: codex exits on stdin EOF, its descendants in other
  * groups may not (see the watchdog option of the pool). Linux only for
@@ -49,10 +60,12 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -65,13 +78,16 @@ import {
   ChannelClosedError,
   type JsonRpcError,
   type LeaseTimeoutError,
+  ProtocolError,
   type RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
-  WorkerSpawnError
+  WorkerSpawnError,
+  WorkerStdioError
 } from "./errors.ts"
 import * as AppServerProcess from "./internal/appServerProcess.ts"
 import { defaultCodexCommand } from "./internal/codexBinary.ts"
+import { processSettings } from "./internal/options.ts"
 import * as ExitHooks from "./internal/exitHooks.ts"
 import * as JsonRpc from "./internal/jsonRpc.ts"
 import * as ProcessTree from "./internal/processTree.ts"
@@ -86,7 +102,9 @@ export type {
 } from "./internal/jsonRpc.ts"
 
 /**
- * How a codex process is started.
+ * How a codex process is started. Times are `Duration.Input`s (`"30 seconds"`,
+ * `Duration.seconds(2)`, or a number of milliseconds). Bad options are a
+ * defect (`PoolOptionsError` naming the option).
  *
  * @since 0.1.0
  * @category models
@@ -110,16 +128,28 @@ export interface ProcessOptions {
    * taken relative to `cwd`.
    */
   readonly codexHome?: string | undefined
-  /** Longest time from spawn to the answer to `initialize`. Default 30000 ms. */
-  readonly spawnTimeoutMs?: number | undefined
-  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000 ms. */
-  readonly killGraceMs?: number | undefined
   /**
-   * How often the worker's descendants are looked up in `/proc`. Default 1000 ms.
+   * Longest time from spawn to the answer to `initialize`. Default 30 seconds;
+   * `Duration.infinity`: no limit. Must be > 0.
+   */
+  readonly spawnTimeout?: Duration.Input | undefined
+  /**
+   * Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default
+   * 2 seconds; zero: SIGKILL at once. Must be finite: kills are bounded.
+   */
+  readonly killGrace?: Duration.Input | undefined
+  /**
+   * How often the worker's descendants are looked up in `/proc`. Default 1 second;
+   * `Duration.infinity`: only at spawn and before each kill. Must be > 0.
    * From spawn until `initialize` is answered they are looked up every 10 ms
    * (or this interval, when shorter).
    */
-  readonly processScanIntervalMs?: number | undefined
+  readonly processScanInterval?: Duration.Input | undefined
+  /**
+   * Longest line codex may write to stdout, in bytes. A longer line ends the
+   * worker with `ProtocolError`. Default 67108864 (64 MiB).
+   */
+  readonly maxLineBytes?: number | undefined
   /** `clientInfo` sent with `initialize`. Default `{ name: "codex-worker-pool", version }`. */
   readonly clientInfo?: { readonly name: string; readonly version: string; readonly title?: string | undefined } | undefined
   /** `capabilities` sent with `initialize`. Default `null`. */
@@ -137,8 +167,11 @@ export interface CloseInfo {
   readonly code: number | null
   /** The signal that ended it, for a crash; null when the pool closed the worker. */
   readonly signal: string | null
-  /** Why the channel closed: a crash, a lease timeout, or a normal finalization. */
-  readonly error: WorkerCrashedError | LeaseTimeoutError | ChannelClosedError
+  /**
+   * Why the channel closed: a crash, a pipe broken while the process ran, a
+   * protocol error, a lease timeout, or a normal finalization (`ChannelClosedError`).
+   */
+  readonly error: WorkerCrashedError | WorkerStdioError | ProtocolError | LeaseTimeoutError | ChannelClosedError
 }
 
 /**
@@ -152,6 +185,8 @@ export type RequestError =
   | RequestTimeoutError
   | ChannelClosedError
   | WorkerCrashedError
+  | WorkerStdioError
+  | ProtocolError
   | LeaseTimeoutError
 
 /**
@@ -233,6 +268,13 @@ export interface CodexWorker {
 
 const VERSION = "0.1.0"
 
+const liveClock = Clock.Clock.defaultValue()
+
+// What went wrong, briefly: a PlatformError's message names the call and the
+// whole command line; its cause says what happened ("write EPIPE").
+const describe = (error: unknown): string =>
+  error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)
+
 /** How often a worker's tree is scanned from spawn until `initialize` is answered. */
 const HANDSHAKE_SCAN_MS = 10
 
@@ -266,15 +308,21 @@ const ensureCodexHome = (command: string, dir: string): Effect.Effect<void, Work
 
 /**
  * Spawns and initializes a worker in the current scope; closing the scope
- * kills its whole process tree.
+ * kills its whole process tree. It spawns with the `ChildProcessSpawner` in
+ * the context: on Node, `layerChildProcessSpawner` from
+ * `codex-worker-pool/node`.
  *
  * @example
  * ```ts
+ * import { Effect } from "effect"
+ * import { CodexWorker } from "codex-worker-pool"
+ * import { layerChildProcessSpawner } from "codex-worker-pool/node"
+ *
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const worker = yield* CodexWorker.make({ codexHome: "/tmp/codex-home" })
  *   const { thread } = yield* worker.call("thread/start", { ephemeral: true })
  *   return thread.id
- * })).pipe(Effect.provide(CodexWorker.layerNode))
+ * })).pipe(Effect.provide(layerChildProcessSpawner))
  * ```
  *
  * @since 0.1.0
@@ -286,10 +334,8 @@ export const make = (
   watchdog?: Watchdog | undefined
 ): Effect.Effect<CodexWorker, WorkerSpawnError, ChildProcessSpawner | Scope.Scope> =>
   Effect.gen(function*() {
+    const { graceMs, scanIntervalMs, spawnTimeoutMs } = processSettings(options)
     const command = options.command ?? defaultCodexCommand()
-    const spawnTimeoutMs = options.spawnTimeoutMs ?? 30_000
-    const graceMs = options.killGraceMs ?? 2_000
-    const scanIntervalMs = options.processScanIntervalMs ?? 1_000
     // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
     const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
     if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
@@ -327,6 +373,7 @@ export const make = (
           args: options.args ?? ["app-server"],
           env,
           cwd: options.cwd,
+          maxLineBytes: options.maxLineBytes,
           // Our own tree kill runs first; Effect's group sweep after it only
           // has leftovers to deal with.
           forceKillAfter: "100 millis"
@@ -344,20 +391,34 @@ export const make = (
       Clock.Clock.defaultValue()
     ))
 
-    const crashError = Effect.gen(function*() {
-      const status = yield* Effect.timeoutOption(proc.exit, "1 second")
-      yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
-      return new WorkerCrashedError({
-        pid: proc.pid,
-        code: Option.match(status, { onNone: () => null, onSome: (s) => s.code }),
-        signal: Option.match(status, { onNone: () => null, onSome: (s) => s.signal }),
-        stderrTail: yield* proc.stderrTail
-      })
-    })
-    const channel = yield* JsonRpc.make<WorkerCrashedError | LeaseTimeoutError>({
+    // A pipe broke (`stream`, `detail` says how): a crash if the process has
+    // exited or exits within 1 s, else the process still runs but cannot be
+    // talked to. Waits run on the live clock: real processes need real time
+    // even under a TestClock.
+    const transportError = (stream: "stdin" | "stdout", detail: string) =>
+      Effect.gen(function*() {
+        const status = yield* Effect.timeoutOption(proc.exit, "1 second")
+        if (Option.isNone(status)) return new WorkerStdioError({ pid: proc.pid, stream, detail })
+        yield* Effect.timeoutOption(proc.stderrClosed, "200 millis")
+        return new WorkerCrashedError({
+          pid: proc.pid,
+          code: status.value.code,
+          signal: status.value.signal,
+          stderrTail: yield* proc.stderrTail
+        })
+      }).pipe(Effect.provideService(Clock.Clock, liveClock))
+    const channel = yield* JsonRpc.make<WorkerCrashedError | WorkerStdioError | LeaseTimeoutError>({
       input: proc.stdoutLines,
       write: proc.write,
-      onInputEnd: () => crashError
+      writeFailed: proc.stdinFailed,
+      onInputEnd: (exit) => {
+        if (Exit.isSuccess(exit)) return transportError("stdout", "its stdout ended")
+        const error = Cause.findErrorOption(exit.cause)
+        return Option.isSome(error) && error.value instanceof ProtocolError
+          ? Effect.succeed(error.value)
+          : transportError("stdout", `reading its stdout failed: ${describe(Cause.squash(exit.cause))}`)
+      },
+      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`)
     })
 
     // Runs first on scope close: stop the channel, then kill the whole tree.
@@ -416,7 +477,7 @@ export const make = (
                 reason: "Timeout",
                 pid: proc.pid,
                 stderrTail,
-                cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
+                cause: `no answer to initialize within spawnTimeout (${spawnTimeoutMs} ms)`
               })
             ))
       }),
@@ -472,11 +533,3 @@ const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {
   return (result: unknown): Effect.Effect<A, ResponseDecodeError> =>
     Effect.mapError(decode(result), (error) => new ResponseDecodeError({ method, issue: error.message, result }))
 }
-
-/**
- * The Node implementation of the process spawner a worker needs.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerNode = AppServerProcess.layerNode

@@ -6,7 +6,7 @@
  * - a worker whose process exits or whose channel breaks is taken out of
  *   service at once (an idle one is finalized, a leased one when released)
  *   and replaced on demand;
- * - a lease held longer than `leaseTimeoutMs` (default 5 minutes) gets its
+ * - a lease held longer than `leaseTimeout` (default 5 minutes) gets its
  *   worker's tree killed and its pending requests failed with
  *   `LeaseTimeoutError`;
  * - metrics carry `provider: "codex"`; gauges report the live processes of
@@ -19,7 +19,15 @@
  *   `poolSize` budget of processes (see `WorkerPool` for the fairness
  *   policy). `env` values may be `Redacted`: they are revealed only to the
  *   spawn, and no log line, error, metric or stats names anything of an
- *   account but its name.
+ *   account but its name;
+ * - `layerConfig`: the options read from `Config`s, a bad value failing the
+ *   layer with a `ConfigError` (options from code stay a defect).
+ *
+ * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
+ * number of milliseconds). A limit of time is > 0, with `Duration.infinity`
+ * for no limit; zero is refused (it meant "no limit" in 0.1, and still does in
+ * the promise facade's `...Ms` options). `shutdownTimeout` and `killGrace`
+ * may be zero: no wait, no grace.
  *
  * Limits: see `CodexWorker` (descendant tracking by `/proc` scans) and
  * `WorkerPool` (a replacement may start while its predecessor is still being
@@ -32,26 +40,30 @@
  * ```ts
  * import { Effect } from "effect"
  * import { CodexWorkerPool } from "codex-worker-pool"
+ * import { layerCodexWorkerPool } from "codex-worker-pool/node"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* CodexWorkerPool.CodexWorkerPool
  *   return yield* pool.use((worker) => worker.request("thread/start", { ephemeral: true }))
- * }).pipe(Effect.provide(CodexWorkerPool.layerNode({ poolSize: 2 })))
+ * }).pipe(Effect.provide(layerCodexWorkerPool({ poolSize: 2 })))
  * ```
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Config, Context, Deferred, type Duration, Effect, Layer } from "effect"
 import type * as Redacted from "effect/Redacted"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
-import * as CodexWorker from "./CodexWorker.ts"
+import type * as CodexWorker from "./CodexWorker.ts"
 import { type AccountExistsError, UnknownAccountError, type WorkerSpawnError } from "./errors.ts"
-import { makeParts, validate } from "./internal/codexPool.ts"
+import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
- * Options of a Codex worker pool. Times are in milliseconds.
+ * Options of a Codex worker pool. Times are `Duration.Input`s; a limit of
+ * time must be > 0, `Duration.infinity` meaning no limit. Bad options are a
+ * defect (`PoolOptionsError` naming the option), or a `ConfigError` when read
+ * by `layerConfig`.
  *
  * @since 0.1.0
  * @category models
@@ -59,18 +71,24 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface Options extends CodexWorker.ProcessOptions {
   /** Most workers (codex processes) at once. Default 1. */
   readonly poolSize?: number | undefined
-  /** Idle time before a worker is retired. Default 300000; 0 disables. */
-  readonly idleTimeoutMs?: number | undefined
-  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit. */
-  readonly acquireTimeoutMs?: number | undefined
+  /** Idle time before a worker is retired. Default 5 minutes; `Duration.infinity`: never. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** Longest wait in the queue before `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. */
+  readonly acquireTimeout?: Duration.Input | undefined
   /** Most queued acquires; one more fails at once with `QueueFullError`. Default: unbounded. */
   readonly maxQueue?: number | undefined
   /** Workers kept warm (spawned and initialized ahead of demand). Default 0. */
   readonly minIdle?: number | undefined
-  /** Longest lease; then the worker's tree is killed (`LeaseTimeoutError`). Default 300000; 0 disables. */
-  readonly leaseTimeoutMs?: number | undefined
-  /** How long shutdown waits for leased workers before killing them anyway. Default 30000. */
-  readonly shutdownTimeoutMs?: number | undefined
+  /**
+   * Longest lease; then the worker's tree is killed (`LeaseTimeoutError`).
+   * Default 5 minutes; `Duration.infinity`: no limit.
+   */
+  readonly leaseTimeout?: Duration.Input | undefined
+  /**
+   * How long shutdown waits for leased workers before killing them anyway.
+   * Default 30 seconds; `Duration.infinity`: wait for ever; zero: kill them at once.
+   */
+  readonly shutdownTimeout?: Duration.Input | undefined
   /** The `pool` attribute of the metrics. Default "codex". */
   readonly name?: string | undefined
   /** Start a watchdog process that kills every worker tree if the host is SIGKILLed (Linux). Default false. */
@@ -94,7 +112,11 @@ export interface Options extends CodexWorker.ProcessOptions {
  * import { Redacted } from "effect"
  *
  * const accounts = {
- *   acme: { env: { OPENAI_API_KEY: Redacted.make(acmeKey) }, codexHome: "/var/lib/app/codex/acme", maxWorkers: 2 }
+ *   acme: {
+ *     env: { OPENAI_API_KEY: Redacted.make(process.env.ACME_OPENAI_API_KEY ?? "") },
+ *     codexHome: "/var/lib/app/codex/acme",
+ *     maxWorkers: 2
+ *   }
  * }
  * ```
  *
@@ -220,7 +242,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
   }))
 
 /**
- * The service as a scoped layer, given a `ChildProcessSpawner`.
+ * The service as a scoped layer, given a `ChildProcessSpawner`. On Node,
+ * `layerCodexWorkerPool` from `codex-worker-pool/node` is this with Node's
+ * spawner.
  *
  * @since 0.1.0
  * @category layers
@@ -229,10 +253,45 @@ export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never
   Layer.effect(CodexWorkerPool, make(options))
 
 /**
- * The service as a scoped layer with Node's process spawner.
+ * {@link layer} with its options read from `Config`s, through the current
+ * `ConfigProvider` (the environment by default): a `Config` per option
+ * (`Config.Wrap`), or one `Config` of the whole options object.
  *
- * @since 0.1.0
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`poolSize: 0`, a zero or negative duration, `minIdle` above `poolSize`),
+ * fails the layer with a `ConfigError` naming it, in the error channel, not
+ * as a defect. Durations read with `Config.Duration` take strings such as
+ * `"30 seconds"` or `"Infinity"`. `maxWorkers` and `accounts` are read like
+ * the rest (an account's key with `Config.Redacted`, so that it stays
+ * redacted; a `ConfigError` never shows an `env` value). On Node,
+ * `layerCodexWorkerPoolConfig` from `codex-worker-pool/node` is this with
+ * Node's spawner.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { CodexWorkerPool } from "codex-worker-pool"
+ *
+ * const PoolLive = CodexWorkerPool.layerConfig({
+ *   poolSize: Config.Int("CODEX_POOL_SIZE").pipe(Config.withDefault(2)),
+ *   leaseTimeout: Config.Duration("CODEX_LEASE_TIMEOUT").pipe(Config.withDefault("10 minutes")),
+ *   codexHome: Config.String("CODEX_HOME").pipe(Config.withDefault(undefined)),
+ *   accounts: {
+ *     acme: { env: { OPENAI_API_KEY: Config.Redacted("ACME_OPENAI_API_KEY") }, maxWorkers: Config.Int("ACME_MAX_WORKERS") }
+ *   }
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerNode = (options: Options = {}): Layer.Layer<CodexWorkerPool> =>
-  layer(options).pipe(Layer.provide(CodexWorker.layerNode))
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<CodexWorkerPool, Config.ConfigError, ChildProcessSpawner> =>
+  Layer.effect(
+    CodexWorkerPool,
+    Config.unwrap(config).pipe(
+      Effect.flatMap(checkConfig),
+      Effect.flatMap(make)
+    )
+  )

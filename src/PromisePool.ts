@@ -52,11 +52,11 @@
  *
  * @since 0.1.0
  */
-import { Deferred, Effect, Exit, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
 import {
   AccountRemovedError,
-  PoolOptionsError,
+  PoolShutdownError,
   UnknownAccountError,
   WorkerNotLeasedError
 } from "./errors.ts"
@@ -67,14 +67,17 @@ import {
   checkAcquireOptions,
   CountOrInfinity,
   decodeOptions,
+  durationOfMs,
   Function,
   IntAtLeast,
   Millis
 } from "./internal/options.ts"
 import {
-  checkAccountNames,
+  accountNamesAllowed,
+  checkAccountName,
   CoreKey,
   type Internals,
+  minIdleWithin,
   statsOf,
   WorkerCap
 } from "./internal/poolInternals.ts"
@@ -231,7 +234,8 @@ export interface PromiseWorkerPool<W, A = WorkerPoolAccountOptions<W>> extends A
   /**
    * Acquires, runs `fn`, and releases the worker however `fn` ends. It ends
    * only the lease it started: if `fn` released the worker itself, nothing more
-   * happens.
+   * happens. `fn`'s signal aborts when the caller's `signal` does (with its
+   * reason) or when the pool shuts down (with a `PoolShutdownError`).
    */
   use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
   /** The counts now. */
@@ -277,7 +281,7 @@ const OptionsSchema = Schema.Struct({
   provider: Schema.optional(Schema.String),
   debug: Schema.optional(Schema.Boolean),
   logger: Schema.optional(PoolLoggerSchema)
-})
+}).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /** A waiter that is a pending promise, optionally abortable. */
 class PromiseWaiter<W, H> extends Waiter<W> {
@@ -484,7 +488,7 @@ export class PromisePool<W, H = W, A = WorkerPoolAccountOptions<H>> implements P
 
   shutdown(): Promise<void> {
     if (this.#shutdown === undefined) {
-      this.#abortOnShutdown.abort(new Error("The worker pool is shutting down."))
+      this.#abortOnShutdown.abort(new PoolShutdownError())
       this.#shutdown = Effect.runPromise(Scope.close(this.#scope, Exit.void))
     }
     return this.#shutdown
@@ -507,17 +511,6 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const create = options.create
   const destroy = options.destroy
   const onLeaseTimeout = options.onLeaseTimeout
-  if (o.minIdle !== undefined && o.minIdle > o.poolSize) {
-    throw new PoolOptionsError({
-      message: `Invalid createWorkerPool options: minIdle: must be <= poolSize (${o.poolSize}), got ${o.minIdle}.`
-    })
-  }
-  if (o.minIdle !== undefined && o.maxWorkers !== undefined && o.minIdle > o.maxWorkers) {
-    throw new PoolOptionsError({
-      message: `Invalid createWorkerPool options: minIdle: must be <= maxWorkers (${o.maxWorkers}), got ${o.minIdle}.`
-    })
-  }
-  if (o.accounts !== undefined) checkAccountNames("createWorkerPool", Object.keys(o.accounts), "accounts.")
   const finalizer = (worker: W) =>
     destroy === undefined ? Effect.void : Effect.tryPromise({
       try: async () => destroy(worker),
@@ -562,14 +555,18 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
     maxWorkers: o.maxWorkers,
     accounts: options.accounts === undefined ? undefined : accountsOf(options.accounts),
     size: o.poolSize,
-    idleTimeout: o.idleTimeoutMs,
-    acquireTimeout: o.acquireTimeoutMs,
+    // The facade's milliseconds (0: no limit) as the Effect pool's durations.
+    idleTimeout: durationOfMs(o.idleTimeoutMs),
+    acquireTimeout: durationOfMs(o.acquireTimeoutMs),
     maxQueue: o.maxQueue,
     minIdle: o.minIdle,
-    shutdownTimeout: o.shutdownTimeoutMs,
-    leaseTimeout: o.leaseTimeoutMs,
-    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, ms) =>
-      Effect.tryPromise({ try: async () => onLeaseTimeout(worker, ms), catch: (error) => error }).pipe(
+    shutdownTimeout: durationOfMs(o.shutdownTimeoutMs),
+    leaseTimeout: durationOfMs(o.leaseTimeoutMs),
+    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, leaseTimeout) =>
+      Effect.tryPromise({
+        try: async () => onLeaseTimeout(worker, Duration.toMillis(leaseTimeout)),
+        catch: (error) => error
+      }).pipe(
         Effect.catchCause((cause) => Effect.logWarning("onLeaseTimeout() failed", cause))
       ),
     name: o.name,
@@ -584,7 +581,7 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const internals = pool[CoreKey]
   return new PromisePool<W, W, WorkerPoolAccountOptions<W>>(internals, scope, {
     add: (name, account) => {
-      checkAccountNames("addAccount", [name], "name ")
+      checkAccountName(name)
       const a = decodeOptions("addAccount", AccountSchema, account)
       const exists = internals.addAccount(name, acquireWith(account.create ?? create, name), a.maxWorkers ?? Infinity)
       if (exists !== undefined) throw exists

@@ -15,11 +15,12 @@
  * Every process carries this test's marker; every test ends with none alive.
  */
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Metric, Redacted } from "effect"
+import { Cause, Effect, Exit, Metric, Redacted, type Scope } from "effect"
+import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { type CodexWorkerHandle, type CodexWorkerPoolOptions, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
+import { type CodexWorkerHandle, type CodexWorkerPoolOptions, createCodexWorkerPool, layerChildProcessSpawner } from "../src/node.ts"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import {
@@ -30,7 +31,7 @@ import {
   WorkerSpawnError
 } from "../src/errors.ts"
 import type { PoolLogger } from "../src/PromisePool.ts"
-import { fakePoolOptions, isLivePid, killByMarker, liveByMarker, newMarker, statFields, waitUntil } from "./helpers/procs.ts"
+import { fakePoolOptions, fakeServiceOptions, isLivePid, killByMarker, liveByMarker, newMarker, statFields, waitUntil } from "./helpers/procs.ts"
 import { within } from "./helpers/wait.ts"
 
 let marker = ""
@@ -46,6 +47,10 @@ afterEach(async () => {
 /** Pool options that run the fake app-server with this test's marker and `flags` (a failed test's leases end soon). */
 const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPoolOptions = {}): CodexWorkerPoolOptions =>
   fakePoolOptions(marker, flags, { shutdownTimeoutMs: 1_000, ...options })
+
+/** `fake` for the Effect service (times as durations). */
+const fakeService = (options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options =>
+  fakeServiceOptions(marker, [], { shutdownTimeout: "1 second", ...options })
 
 const makePool = (options: CodexWorkerPoolOptions) => {
   const pool = createCodexWorkerPool(options)
@@ -320,13 +325,32 @@ describe("Codex pool accounts (fake app-server)", () => {
       for (const [options, message] of cases) {
         expect(() => createCodexWorkerPool(options as never)).toThrow(message)
       }
+      // The Effect API: the service's options, and those of one worker.
+      const defectOf = (effect: Effect.Effect<unknown, unknown, ChildProcessSpawner | Scope.Scope>) => {
+        const exit = Effect.runSyncExit(effect.pipe(Effect.scoped, Effect.provide(layerChildProcessSpawner)))
+        return Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      }
+      const service = defectOf(CodexWorkerPool.make({ accounts: { acme: { env: { KEY: 4242 } } } } as never))
+      expect(service).toBeInstanceOf(PoolOptionsError)
+      expect((service as PoolOptionsError).message).toBe(
+        "Invalid CodexWorkerPool options: accounts.acme.env.KEY: Expected a string or a Redacted string."
+      )
+      const worker = defectOf(CodexWorker.make({ env: { KEY: 4242 } } as never))
+      expect(worker).toBeInstanceOf(PoolOptionsError)
+      expect((worker as PoolOptionsError).message).toBe(
+        "Invalid CodexWorker options: env.KEY: Expected a string or a Redacted string."
+      )
+      // A Redacted value is accepted where a string is: only the empty command is refused.
+      const onlyCommand = defectOf(CodexWorker.make({ command: "", env: { KEY: Redacted.make("k") } }))
+      expect(onlyCommand).toBeInstanceOf(PoolOptionsError)
+      expect((onlyCommand as PoolOptionsError).message).toMatch(/^Invalid CodexWorker options: command: [^;]*\.$/)
     })
   })
 
   describe("the Effect service", () => {
     it.live("getWith({ account }) leases that account's worker; addAccount / removeAccount at run time", () =>
       Effect.gen(function*() {
-        const pool = yield* CodexWorkerPool.make(fake([], {
+        const pool = yield* CodexWorkerPool.make(fakeService({
           poolSize: 2,
           env: { CWP_KEY: "key-default" },
           accounts: { acme: { env: { CWP_KEY: Redacted.make("key-acme") }, maxWorkers: 1 } }
@@ -351,7 +375,7 @@ describe("Codex pool accounts (fake app-server)", () => {
         expect(Exit.isFailure(bad) && Cause.squash(bad.cause)).toBeInstanceOf(PoolOptionsError)
       }).pipe(
         Effect.scoped,
-        Effect.provide(CodexWorker.layerNode),
+        Effect.provide(layerChildProcessSpawner),
         Effect.andThen(Effect.promise(() => noMarkedProcessLeft())),
         Effect.map((ok) => expect(ok).toBe(true))
       ))

@@ -21,8 +21,9 @@ import { DEFAULT_OUT_DIR, generateProtocol, listAll } from "../scripts/generate-
 import * as CodexProtocol from "../src/CodexProtocol.ts"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import { RequestTimeoutError, ResponseDecodeError } from "../src/errors.ts"
+import { layerChildProcessSpawner } from "../src/node.ts"
 import { codexBinaryPath } from "./helpers/codex.ts"
-import { fakePoolOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
+import { fakeServiceOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
 
 describe("generated protocol types", () => {
   let scratch = ""
@@ -75,11 +76,11 @@ describe("typed requests on a worker", () => {
   /** Runs `body` with a worker on the fake app-server, then checks that its process is gone. */
   const withWorker = <A, E>(body: (worker: CodexWorker.CodexWorker) => Effect.Effect<A, E>) =>
     Effect.gen(function*() {
-      const result = yield* Effect.scoped(Effect.flatMap(CodexWorker.make(fakePoolOptions(marker)), body))
+      const result = yield* Effect.scoped(Effect.flatMap(CodexWorker.make(fakeServiceOptions(marker)), body))
       const gone = yield* Effect.promise(() => waitUntil(() => liveByMarker(marker).length === 0))
       expect(gone).toBe(true)
       return result
-    }).pipe(Effect.provide(CodexWorker.layerNode))
+    }).pipe(Effect.provide(layerChildProcessSpawner))
 
   it.effect("call sends the method and params and succeeds with the server's result", () =>
     withWorker((worker) =>

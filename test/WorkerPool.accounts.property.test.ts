@@ -49,7 +49,7 @@ import {
 import type { Account, PoolCore, Slot, Waiter, WaiterFailure } from "../src/internal/core.ts"
 import { CoreKey, type Internals } from "../src/internal/poolInternals.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
-import { countingScheduler } from "./helpers/schedule.ts"
+import { countingScheduler } from "./helpers/failFast.ts"
 
 const Int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 const Pick = Int(0, 7)
@@ -64,6 +64,9 @@ const Config = Schema.Struct({
   opsBeforeYield: Schema.optional(Schema.Literals([3, 4, 5, 7, 10, 16]))
 })
 type Config = typeof Config.Type
+
+/** The pool's duration for a limit of the model, in milliseconds with 0 for no limit: `Duration.infinity` for 0. */
+const limitOf = (ms: number): Duration.Duration => (ms === 0 ? Duration.infinity : Duration.millis(ms))
 
 /** `prefer` 3: no key. */
 const AcquireFields = { account: AccountIx, prefer: Int(0, 3), timeout: Schema.Literals([0, 50]) }
@@ -179,7 +182,7 @@ const runWith = (config: Config, steps: ReadonlyArray<Step>, counter: { readonly
         size: config.size,
         maxWorkers: capOf(0),
         minIdle: Math.min(config.minIdle, config.size, capOf(0) ?? Infinity),
-        idleTimeout: config.idleTimeout,
+        idleTimeout: limitOf(config.idleTimeout),
         shutdownTimeout: "1 second",
         accounts: {
           a: { acquire: acquireOf("a@1"), maxWorkers: capOf(1) },
@@ -399,7 +402,7 @@ const runWith = (config: Config, steps: ReadonlyArray<Step>, counter: { readonly
         const get = pool.getWith({
           ...(account === "default" && accountIx === 0 && rec.id % 2 === 0 ? {} : { account }),
           ...(rec.prefer === undefined ? {} : { prefer: rec.prefer }),
-          timeout: Duration.millis(timeout)
+          timeout: limitOf(timeout)
         })
         const body = Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(Effect.exit(restore(Scope.provide(get, rec.scope))), (exit) => {

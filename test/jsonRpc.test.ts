@@ -14,7 +14,13 @@ import * as Queue from "effect/Queue"
 import * as References from "effect/References"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
-import { ChannelClosedError, JsonRpcError, RequestTimeoutError, WorkerCrashedError } from "../src/errors.ts"
+import {
+  ChannelClosedError,
+  JsonRpcError,
+  ProtocolError,
+  RequestTimeoutError,
+  WorkerCrashedError
+} from "../src/errors.ts"
 import * as JsonRpc from "../src/internal/jsonRpc.ts"
 
 interface LogEntry {
@@ -352,4 +358,203 @@ describe("JsonRpc channel", () => {
       const results = yield* Fiber.joinAll(fibers)
       expect([...results].sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: count }, (_, i) => i + 1))
     }))
+  describe("malformed responses to pending requests", () => {
+    const shapes: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+      ["both result and error: null", { result: 1, error: null }, "both"],
+      ["an error code that is a string", { error: { code: "-32000", message: "no" } }, "error.code"],
+      ["an error without a message", { error: { code: -32000 } }, "error.message"],
+      ["an error that is a string", { error: "boom" }, "not an object"],
+      ["the id alone", {}, "neither"]
+    ]
+    it.effect.each(shapes)("%s fails the request with ProtocolError at once and closes the channel", ([
+      ,
+      response,
+      reason
+    ]) =>
+      Effect.gen(function*() {
+        const { channel, nextWrite, send } = yield* makeTransport()
+        const closedWith: Array<unknown> = []
+        channel.onClose((error) => closedWith.push(error))
+        const fiber = yield* Effect.forkChild(Effect.flip(channel.request("thread/start", { n: 1 })))
+        const other = yield* Effect.forkChild(Effect.flip(channel.request("turn/start")))
+        yield* nextWrite
+        yield* nextWrite
+        yield* send({ id: 1, ...response })
+        // No clock adjustment: nothing waits for a timeout.
+        const error = yield* Fiber.join(fiber)
+        expect(error).toBeInstanceOf(ProtocolError)
+        if (!(error instanceof ProtocolError)) return
+        expect(error.kind).toBe("MalformedResponse")
+        expect(error.method).toBe("thread/start")
+        expect(error.reason).toContain(reason)
+        expect(error.preview).toContain("\"id\":1")
+        expect(error.message).toContain("malformed response to \"thread/start\"")
+        // The server is broken: the channel ends, with the same error for everyone.
+        expect(yield* Fiber.join(other)).toBe(error)
+        expect(closedWith).toEqual([error])
+        expect(yield* channel.closed).toBe(error)
+        expect(yield* Effect.flip(channel.request("later"))).toBe(error)
+      }))
+
+    it.effect("a malformed response to an abandoned or unknown id is only logged", () => {
+      const logs: Array<LogEntry> = []
+      return withLogs(
+        logs,
+        Effect.gen(function*() {
+          const { channel, nextWrite, send } = yield* makeTransport()
+          const abandoned = yield* Effect.forkChild(channel.request("a"))
+          yield* nextWrite
+          yield* Fiber.interrupt(abandoned)
+          const fiber = yield* Effect.forkChild(channel.request("b"))
+          yield* nextWrite
+          yield* send({ id: 1, error: "boom" })
+          yield* send({ id: 77, error: "boom" })
+          yield* send({ id: 2, result: "fine" })
+          expect(yield* Fiber.join(fiber)).toBe("fine")
+          expect(yield* channel.isClosed).toBe(false)
+        })
+      )
+    })
+  })
+
+  it.effect("an error response keeps data and every other field of the error object", () =>
+    Effect.gen(function*() {
+      const { channel, nextWrite, send } = yield* makeTransport()
+      const fiber = yield* Effect.forkChild(Effect.flip(channel.request("turn/start")))
+      yield* nextWrite
+      yield* send({
+        id: 1,
+        error: { code: -32001, message: "busy", data: { retry: true }, retryAfterMs: 1500, codexErrorInfo: { kind: "x" } }
+      })
+      const error = yield* Fiber.join(fiber)
+      expect(error).toBeInstanceOf(JsonRpcError)
+      if (!(error instanceof JsonRpcError)) return
+      expect(error.data).toEqual({ retry: true })
+      expect(error.extra).toEqual({ retryAfterMs: 1500, codexErrorInfo: { kind: "x" } })
+      expect(yield* channel.isClosed).toBe(false)
+    }))
+
+  describe("write failures", () => {
+    /**
+     * A transport whose writes succeed until `failing` is set, then fail; the
+     * owner's error is computed only when `release` completes, and the input
+     * ends when the test says so.
+     */
+    const makeFailingTransport = Effect.gen(function*() {
+      const input = yield* Queue.unbounded<string, Cause.Done>()
+      const writes = yield* Queue.unbounded<string>()
+      const release = yield* Deferred.make<void>()
+      const writeFailed = yield* Deferred.make<Error>()
+      const calls = { onWriteFailure: 0, onInputEnd: 0 }
+      let failing = false
+      const crash = new WorkerCrashedError({ pid: 7, code: null, signal: "SIGKILL", stderrTail: [] })
+      const channel = yield* JsonRpc.make<WorkerCrashedError, never, Error>({
+        input: Stream.fromQueue(input),
+        write: (line) =>
+          failing ? Effect.fail(new Error("write EPIPE")) : Effect.sync(() => Queue.offerUnsafe(writes, line)),
+        writeFailed: Deferred.await(writeFailed),
+        onWriteFailure: () =>
+          Effect.sync(() => calls.onWriteFailure++).pipe(Effect.andThen(Deferred.await(release)), Effect.as(crash)),
+        onInputEnd: () =>
+          Effect.sync(() => calls.onInputEnd++).pipe(
+            Effect.as(new ChannelClosedError({ reason: "a second, different close error" }))
+          )
+      })
+      return {
+        channel,
+        input,
+        writes,
+        release,
+        writeFailed,
+        calls,
+        crash,
+        fail: () => {
+          failing = true
+        }
+      }
+    })
+
+    it.effect("a failed write closes the channel once with the owner's error, even when the input ends meanwhile", () =>
+      Effect.gen(function*() {
+        const { calls, channel, crash, fail, input, release, writes } = yield* makeFailingTransport
+        const closedWith: Array<unknown> = []
+        channel.onClose((error) => closedWith.push(error))
+        const written = yield* Effect.forEach(
+          [1, 2, 3],
+          (i) => Effect.forkChild(Effect.flip(channel.request(`before-${i}`)))
+        )
+        for (let i = 0; i < 3; i++) yield* Queue.take(writes)
+        fail()
+        const failed = yield* Effect.forEach(
+          [1, 2, 3],
+          (i) => Effect.forkChild(Effect.flip(channel.request(`after-${i}`)))
+        )
+        const notification = yield* Effect.forkChild(Effect.flip(channel.notify("n")))
+        for (let i = 0; i < 100 && calls.onWriteFailure === 0; i++) yield* Effect.yieldNow
+        expect(calls.onWriteFailure).toBe(1)
+        // The input ends while the owner is still computing the error of the failed write.
+        yield* Queue.end(input)
+        yield* Effect.yieldNow
+        expect(yield* channel.isClosed).toBe(false)
+        yield* Deferred.succeed(release, undefined)
+        const errors = [
+          ...(yield* Fiber.joinAll(written)),
+          ...(yield* Fiber.joinAll(failed)),
+          yield* Fiber.join(notification)
+        ]
+        for (const error of errors) expect(error).toBe(crash)
+        expect(closedWith).toEqual([crash])
+        expect(calls).toEqual({ onWriteFailure: 1, onInputEnd: 0 })
+        expect(yield* channel.closed).toBe(crash)
+      }))
+
+    it.effect("a write that fails after it was accepted (writeFailed) closes the channel", () =>
+      Effect.gen(function*() {
+        const { calls, channel, crash, release, writeFailed, writes } = yield* makeFailingTransport
+        const pending = yield* Effect.forkChild(Effect.flip(channel.request("a")))
+        yield* Queue.take(writes)
+        yield* Deferred.succeed(writeFailed, new Error("write EPIPE"))
+        yield* Deferred.succeed(release, undefined)
+        expect(yield* Fiber.join(pending)).toBe(crash)
+        expect(yield* channel.closed).toBe(crash)
+        expect(calls.onWriteFailure).toBe(1)
+      }))
+
+    it.effect("without onWriteFailure, a failed write closes the channel with ChannelClosedError", () =>
+      Effect.gen(function*() {
+        const input = yield* Queue.unbounded<string, Cause.Done>()
+        const channel = yield* JsonRpc.make({
+          input: Stream.fromQueue(input),
+          write: () => Effect.fail(new Error("write EPIPE"))
+        })
+        const error = yield* Effect.flip(channel.request("a"))
+        expect(error).toBeInstanceOf(ChannelClosedError)
+        expect((error as ChannelClosedError).reason).toContain("EPIPE")
+        expect(yield* channel.closed).toBe(error)
+      }))
+  })
+
+  it.effect("a defect while handling a line is logged and the channel keeps reading", () => {
+    let thrown = 0
+    return Effect.gen(function*() {
+      const { channel, nextWrite, send } = yield* makeTransport()
+      const fiber = yield* Effect.forkChild(channel.request("a"))
+      yield* nextWrite
+      yield* send("not json: the warning about it throws")
+      yield* send({ id: 1, result: "still read" })
+      expect(yield* Fiber.join(fiber)).toBe("still read")
+      expect(thrown).toBeGreaterThan(0)
+      expect(yield* channel.isClosed).toBe(false)
+    }).pipe(
+      Effect.provideService(
+        References.CurrentLoggers,
+        new Set([Logger.make((options) => {
+          if (options.logLevel === "Warn") {
+            thrown++
+            throw new Error("logger bug")
+          }
+        })])
+      )
+    )
+  })
 })

@@ -13,7 +13,7 @@
  */
 import { Redacted } from "effect"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/CodexPromisePool.ts"
+import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
 import { codexEnv, type CodexHome, makeCodexHome, MODEL_SERVER_API_KEY_ENV } from "../src/testing/codexConfig.ts"

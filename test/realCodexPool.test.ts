@@ -1,7 +1,7 @@
 /**
  * The REAL `codex app-server` binary driven through the pool: the promise
  * facade (`createCodexWorkerPool`) and the Effect service
- * (`CodexWorkerPool.layerNode`), against the offline mock model server.
+ * (`layerCodexWorkerPool` of src/node.ts), against the offline mock model server.
  *
  * What it pins: a pooled worker runs a full turn (thread/start, turn/start,
  * the deltas the server streamed, turn/completed); a second acquire on a full
@@ -29,11 +29,13 @@ import {
   type CloseEvent,
   type CodexPromiseWorkerPool,
   type CodexWorkerHandle,
+  type CodexWorkerPoolOptions,
   createCodexWorkerPool
-} from "../src/CodexPromisePool.ts"
+} from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { WorkerSpawnError } from "../src/errors.ts"
+import { layerCodexWorkerPool } from "../src/node.ts"
 import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
 import { codexEnv, type CodexHome, makeCodexHome } from "../src/testing/codexConfig.ts"
 import {
@@ -91,7 +93,7 @@ const codexOptions = () => ({
   env: codexEnv({ codexHome: home.path })
 })
 
-const makePool = (options: CodexWorkerPool.Options = {}): CodexPromiseWorkerPool => {
+const makePool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
   const pool = createCodexWorkerPool({ ...codexOptions(), ...options })
   pools.push(pool)
   return pool
@@ -438,7 +440,7 @@ describe("real codex through createCodexWorkerPool", () => {
 // -----------------------------------------------------------------------------
 
 describe("real codex through the CodexWorkerPool service", () => {
-  it("layerNode + pool.use(worker => worker.request(...)) runs a real turn", { timeout: TEST_TIMEOUT_MS }, async () => {
+  it("layerCodexWorkerPool + pool.use(worker => worker.request(...)) runs a real turn", { timeout: TEST_TIMEOUT_MS }, async () => {
     const text = prompt("hello effect")
     const program = Effect.gen(function*() {
       const pool = yield* CodexWorkerPool.CodexWorkerPool
@@ -471,7 +473,7 @@ describe("real codex through the CodexWorkerPool service", () => {
       )
       const stats = yield* pool.stats
       return { ...outcome, stats }
-    }).pipe(Effect.provide(CodexWorkerPool.layerNode({ ...codexOptions(), poolSize: 1 })))
+    }).pipe(Effect.provide(layerCodexWorkerPool({ ...codexOptions(), poolSize: 1 })))
 
     const result = await within(Effect.runPromise(program), "the Effect program")
     expect(result.turn.status).toBe("completed")

@@ -9,10 +9,21 @@
  * - `stdoutLines` splits on "\n" only (a trailing "\r" is dropped), across
  *   chunk boundaries, with UTF-8 decoded across chunk boundaries too, and emits
  *   a last line that has no newline when stdout ends;
- * - stderr is always drained (a full pipe never blocks the child); its last
- *   `stderrLines` lines are kept and each line is logged at debug level;
+ * - lines are bounded: a stdout line longer than `maxLineBytes` (default
+ *   64 MiB) fails `stdoutLines` with a `ProtocolError` as soon as it passes
+ *   the limit (the lines before it are emitted first); a stderr line keeps at
+ *   most its first `stderrLineBytes` (default 2 KiB) plus a marker with its
+ *   length. Bytes past a limit are counted and dropped as they arrive, so
+ *   memory per process stays bounded by these limits whatever the child writes;
+ * - stderr is always drained (a full pipe never blocks the child): a defect
+ *   while handling a line is dropped and reading goes on; if reading stderr
+ *   itself fails, a marker line is added to the tail and the process is
+ *   terminated (it would block on its next write). Its last `stderrLines`
+ *   lines are kept and each line is logged at debug level;
  * - `write` calls never interleave: each `text` reaches stdin whole and in call
- *   order. Up to 256 writes are buffered, after which `write` waits;
+ *   order. Up to 256 writes are buffered, after which `write` waits. When
+ *   writing to stdin fails (the child closed it or died), `stdinFailed`
+ *   resolves with the error, and every waiting and later `write` fails with it;
  * - `exit` resolves once, when the process has exited, even when awaited after
  *   the scope has closed.
  *
@@ -22,7 +33,8 @@
  *   (the child leads its own process group, pgid = pid, so a terminal's Ctrl-C
  *   does not reach it), `shell: false`, `stdio: pipe` x3. `cwd` is checked with
  *   `FileSystem.access` first, so the Node layer needs FileSystem and Path (see
- *   {@link layerNode}). `env` replaces the environment unless `extendEnv: true`
+ *   `layerChildProcessSpawner` in src/node.ts). `env` replaces the environment
+ *   unless `extendEnv: true`
  *   (Effect's default is `false`; this module defaults it to `true`); with no
  *   `env` the child inherits `process.env`. The spawn effect resolves on Node's
  *   "spawn" event and fails with a `PlatformError` on "error" (`NotFound` with
@@ -71,29 +83,31 @@
  *   app-server exits on stdin EOF.
  *
  * Limits: `stdoutLines` can be run once (one reader; it must be read, or the
- * child blocks on a full pipe). `stderrTail` may miss lines the process wrote
+ * child blocks on a full pipe). A write the pipe accepted just before the child
+ * closed its stdin is lost without an error: `stdinFailed` only resolves when
+ * a later write fails. `stderrTail` may miss lines the process wrote
  * just before exiting until `stderrClosed` resolves; a descendant that keeps
  * stderr open delays that, so bound the wait. Linux and macOS only (Windows
  * kill semantics differ and are untested).
  *
  * @internal
  */
-import * as NodeChildProcessSpawner from "@effect/platform-node/NodeChildProcessSpawner"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
+import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as PlatformError from "effect/PlatformError"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Pull from "effect/Pull"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { WorkerSpawnError } from "../errors.ts"
+import * as Option from "effect/Option"
+import { ProtocolError, WorkerSpawnError } from "../errors.ts"
 
 /** Options of {@link spawn}. */
 export interface AppServerProcessOptions {
@@ -108,6 +122,18 @@ export interface AppServerProcessOptions {
   /** How many of the last stderr lines to keep. Default 50. */
   readonly stderrLines?: number | undefined
   /**
+   * Longest stdout line, in bytes. A longer line fails `stdoutLines` with a
+   * `ProtocolError` as soon as it passes the limit. Default
+   * {@link defaultMaxLineBytes} (64 MiB).
+   */
+  readonly maxLineBytes?: number | undefined
+  /**
+   * Longest stderr line kept, in bytes: a longer one keeps its first
+   * `stderrLineBytes` bytes and a marker with its length. Default
+   * {@link defaultStderrLineBytes} (2 KiB).
+   */
+  readonly stderrLineBytes?: number | undefined
+  /**
    * When the scope closes while the process runs: how long to wait after
    * SIGTERM to its process group before sending SIGKILL. Default 2 seconds.
    */
@@ -121,6 +147,18 @@ export interface AppServerProcessOptions {
   readonly detached?: boolean | undefined
 }
 
+/**
+ * The default longest stdout line: 64 MiB. Codex messages can legitimately be
+ * large (a turn's diff, a command's aggregated output, an image sent as a data
+ * URL echoed back in a user message item, a resumed thread's history), so the
+ * bound is generous; it exists to stop a runaway line from growing the heap
+ * without end, and sits well below V8's string limit (about 512 Mi characters).
+ */
+export const defaultMaxLineBytes = 64 * 1024 * 1024
+
+/** The default longest stderr line kept: 2 KiB (stderr only feeds diagnostics). */
+export const defaultStderrLineBytes = 2048
+
 /** How a process ended: `code` when it exited, `signal` when a signal killed it. */
 export interface ExitStatus {
   readonly code: number | null
@@ -130,13 +168,19 @@ export interface ExitStatus {
 /** A running app-server process. Everything in it is bound to the scope of {@link spawn}. */
 export interface AppServerProcess {
   readonly pid: number
-  /** stdout, one element per line, without the newline. Run it once. */
-  readonly stdoutLines: Stream.Stream<string, PlatformError.PlatformError>
   /**
-   * Writes `text` to stdin exactly as given (include the "\n"). Fails if stdin
-   * was closed with `closeStdin` or writing to it failed earlier.
+   * stdout, one element per line, without the newline. Run it once. Fails
+   * with a `ProtocolError` on a line longer than `maxLineBytes`.
+   */
+  readonly stdoutLines: Stream.Stream<string, PlatformError.PlatformError | ProtocolError>
+  /**
+   * Queues `text` for stdin exactly as given (include the "\n"). Fails if stdin
+   * was closed with `closeStdin` or writing to it failed earlier; a failure of
+   * the actual write, after this returned, is reported by `stdinFailed`.
    */
   readonly write: (text: string) => Effect.Effect<void, PlatformError.PlatformError>
+  /** Resolves with the error once writing to stdin has failed; never resolves otherwise. */
+  readonly stdinFailed: Effect.Effect<PlatformError.PlatformError>
   /** Ends stdin once everything written before has been flushed. Idempotent. */
   readonly closeStdin: Effect.Effect<void>
   /** The last stderr lines, oldest first. */
@@ -158,36 +202,147 @@ export interface AppServerProcess {
   }) => Effect.Effect<void>
 }
 
-/** The Node `ChildProcessSpawner`, with the FileSystem and Path it needs. */
-export const layerNode: Layer.Layer<ChildProcessSpawner> = NodeChildProcessSpawner.layer.pipe(
-  Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer))
-)
+/** Options of {@link splitLines}. */
+export interface SplitLinesOptions<E2> {
+  /** Longest line, in bytes, without its terminator. */
+  readonly maxLineBytes: number
+  /**
+   * What becomes of a longer line. `"truncate"`: its first `maxLineBytes`
+   * bytes are kept and emitted, when the line ends, followed by a marker giving
+   * its length; the rest is discarded as it arrives. A function: the stream
+   * fails with the error it returns as soon as the line passes the limit,
+   * newline or not; it is given the start of the line, decoded.
+   */
+  readonly onLongLine: "truncate" | ((head: string) => E2)
+}
+
+const previewBytes = 200
+const newlineByte = 10
+const carriageReturnByte = 13
 
 /**
- * Splits a stream of text on "\n" (dropping a "\r" before it), keeping partial
- * lines across chunks without re-copying them, and emits a last unterminated line.
+ * Splits a byte stream on "\n" (dropping a "\r" before it) and decodes each
+ * line as UTF-8 (a line boundary never cuts a character, so no decoder state
+ * spans chunks), emitting a last unterminated line when the stream ends.
+ *
+ * Memory stays bounded by `maxLineBytes`: a line that fits in one chunk is
+ * decoded from that chunk without copying; the unterminated rest of a chunk is
+ * copied once (so it does not pin the chunk) and joined once when its line
+ * ends; bytes of an overlong line past the limit are only counted, never kept
+ * nor decoded. With a failing `onLongLine`, the lines before the overlong one
+ * are emitted first, then the stream fails without pulling more input.
  */
-export const splitLines = <E, R>(self: Stream.Stream<string, E, R>): Stream.Stream<string, E, R> =>
-  Stream.suspend(() => {
-    let pieces: Array<string> = []
-    const finish = (piece: string): string => {
-      const line = pieces.length === 0 ? piece : pieces.join("") + piece
-      pieces = []
-      return line.endsWith("\r") ? line.slice(0, -1) : line
-    }
-    return Stream.mapAccum(self, () => undefined, (state, chunk: string) => {
-      const lines: Array<string> = []
-      let start = 0
-      let newline = chunk.indexOf("\n")
-      while (newline !== -1) {
-        lines.push(finish(chunk.slice(start, newline)))
-        start = newline + 1
-        newline = chunk.indexOf("\n", start)
+export const splitLines = <E, R, E2 = never>(
+  self: Stream.Stream<Uint8Array, E, R>,
+  options: SplitLinesOptions<E2>
+): Stream.Stream<string, E | E2, R> =>
+  self.channel.pipe(Channel.pipeTo(splitLinesChannel<E, E2>(options)), Stream.fromChannel)
+
+const splitLinesChannel = <E, E2>(options: SplitLinesOptions<E2>) =>
+  Channel.fromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, E, unknown>) =>
+    Effect.sync(() => {
+      const max = Math.max(0, Math.floor(options.maxLineBytes))
+      const onLongLine = options.onLongLine
+      const decoder = new TextDecoder()
+      // The current unterminated line: the pieces kept (at most `max` bytes in
+      // all) and how many bytes it has had so far, kept or not.
+      let pieces: Array<Uint8Array> = []
+      let kept = 0
+      let seen = 0
+      // Set once a line is too long (failing mode): the next pull fails with it.
+      let failure: { readonly error: E2 } | undefined = undefined
+      let done: { readonly leftover: unknown } | undefined = undefined
+
+      const join = (): Uint8Array => {
+        if (pieces.length === 1) return pieces[0]!
+        const bytes = new Uint8Array(kept)
+        let offset = 0
+        for (const piece of pieces) {
+          bytes.set(piece, offset)
+          offset += piece.length
+        }
+        return bytes
       }
-      if (start < chunk.length) pieces.push(chunk.slice(start))
-      return [state, lines] as const
-    }, { onHalt: () => pieces.length === 0 ? [] : [finish("")] })
-  })
+      const decodeLine = (bytes: Uint8Array): string =>
+        decoder.decode(
+          bytes.length > 0 && bytes[bytes.length - 1] === carriageReturnByte ? bytes.subarray(0, -1) : bytes
+        )
+      // The start of the current line, `part` included, decoded for an error message.
+      const head = (part: Uint8Array): string => {
+        const bytes = new Uint8Array(Math.min(previewBytes, kept + part.length))
+        let offset = 0
+        for (const piece of [...pieces, part]) {
+          if (offset >= bytes.length) break
+          const n = Math.min(piece.length, bytes.length - offset)
+          bytes.set(piece.subarray(0, n), offset)
+          offset += n
+        }
+        return seen > bytes.length ? `${decoder.decode(bytes)}…` : decoder.decode(bytes)
+      }
+      // Adds `part` to the current line; false when that makes it too long (failing mode).
+      const append = (part: Uint8Array, copy: boolean): boolean => {
+        seen += part.length
+        if (seen > max && onLongLine !== "truncate") {
+          failure = { error: onLongLine(head(part)) }
+          return false
+        }
+        const room = max - kept
+        if (room <= 0 || part.length === 0) return true
+        const piece = part.length > room ? part.subarray(0, room) : part
+        pieces.push(copy ? new Uint8Array(piece) : piece)
+        kept += piece.length
+        return true
+      }
+      // Ends the current line and returns it.
+      const finish = (): string => {
+        const bytes = pieces.length === 0 ? new Uint8Array(0) : join()
+        const line = seen > max
+          ? `${decoder.decode(bytes)}… [line truncated: ${seen} bytes, limit ${max}]`
+          : decodeLine(bytes)
+        pieces = []
+        kept = 0
+        seen = 0
+        return line
+      }
+      const split = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array>): Array<string> => {
+        const lines: Array<string> = []
+        for (const chunk of chunks) {
+          let start = 0
+          let newline = chunk.indexOf(newlineByte)
+          while (newline !== -1) {
+            const part = chunk.subarray(start, newline)
+            if (seen === 0 && part.length <= max) {
+              lines.push(decodeLine(part))
+            } else {
+              if (!append(part, false)) return lines
+              lines.push(finish())
+            }
+            start = newline + 1
+            newline = chunk.indexOf(newlineByte, start)
+          }
+          if (start < chunk.length && !append(chunk.subarray(start), true)) return lines
+        }
+        return lines
+      }
+
+      const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<string>, E | E2, unknown> = Effect.suspend(() => {
+        if (failure !== undefined) return Effect.fail(failure.error)
+        if (done !== undefined) return Cause.done(done.leftover)
+        return Pull.matchEffect(upstream, {
+          onSuccess: (chunks) => {
+            const lines = split(chunks)
+            return Arr.isReadonlyArrayNonEmpty(lines) ? Effect.succeed(lines) : pull
+          },
+          onFailure: Effect.failCause,
+          onDone: (leftover) => {
+            done = { leftover }
+            return seen === 0 ? Cause.done(leftover) : Effect.succeed(Arr.of(finish()))
+          }
+        })
+      })
+      return pull
+    })
+  )
 
 const signalPattern = /signal: '([A-Z0-9]+)'/
 
@@ -197,6 +352,11 @@ const toExitStatus = (exit: Exit.Exit<number, PlatformError.PlatformError>): Exi
   const inner = error instanceof PlatformError.PlatformError && error.cause instanceof Error ? error.cause : error
   const text = inner instanceof Error ? inner.message : String(inner)
   return { code: null, signal: signalPattern.exec(text)?.[1] ?? "UNKNOWN" }
+}
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
 }
 
 const stdinClosedError = (description: string) =>
@@ -211,6 +371,8 @@ export const spawn = (
 ): Effect.Effect<AppServerProcess, WorkerSpawnError, ChildProcessSpawner | Scope.Scope> =>
   Effect.gen(function*() {
     const forceKillAfter = options.forceKillAfter ?? "2 seconds"
+    const maxLineBytes = options.maxLineBytes ?? defaultMaxLineBytes
+    const stderrLineBytes = options.stderrLineBytes ?? defaultStderrLineBytes
     const command = ChildProcess.make(options.command, options.args ?? [], {
       env: options.env,
       extendEnv: options.extendEnv ?? true,
@@ -241,7 +403,16 @@ export const spawn = (
         })
       )
 
-      // --- stderr: drained into a ring buffer, each line logged at debug level.
+      const kill = (killOptions?: Parameters<AppServerProcess["kill"]>[0]): Effect.Effect<void> =>
+        handle.kill({
+          killSignal: killOptions?.signal,
+          forceKillAfter: killOptions?.forceKillAfter ?? forceKillAfter
+        }).pipe(Effect.catch((error) => Effect.logDebug(`codex app-server: kill of ${pid} failed`, error)))
+
+      // --- stderr: drained into a ring buffer of bounded lines, each line
+      // logged at debug level. A defect while handling a line is swallowed so
+      // that the pipe keeps being read; if reading itself fails, the process is
+      // terminated, since it would block on its next write to a full pipe.
       const capacity = Math.max(0, Math.floor(options.stderrLines ?? 50))
       const ring: Array<string> = []
       let ringStart = 0
@@ -255,33 +426,46 @@ export const spawn = (
         }
       }
       const stderrClosed = Deferred.makeUnsafe<void>()
-      yield* handle.stderr.pipe(
-        Stream.decodeText,
-        splitLines,
-        Stream.runForEach((line) => {
-          remember(line)
-          return Effect.logDebug(`codex app-server stderr: ${line}`)
-        }),
-        Effect.catch((error) => Effect.logDebug("codex app-server: reading stderr failed", error)),
+      const onStderrLine = (line: string): Effect.Effect<void> =>
+        Effect.sync(() => remember(line)).pipe(
+          Effect.andThen(Effect.logDebug(`codex app-server stderr: ${line}`)),
+          Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.void)
+        )
+      const stderrBroke = (cause: Cause.Cause<unknown>) =>
+        Effect.gen(function*() {
+          remember(`[codex-worker-pool: reading stderr failed (${describeCause(cause)}); the process was terminated]`)
+          yield* Deferred.succeed(stderrClosed, undefined)
+          yield* Effect.logWarning("codex app-server: reading stderr failed; terminating the process", cause)
+          if (exitStatus === undefined) yield* kill()
+        }).pipe(Effect.catchCause(() => Effect.void))
+      yield* splitLines(handle.stderr, { maxLineBytes: stderrLineBytes, onLongLine: "truncate" }).pipe(
+        Stream.runForEach(onStderrLine),
+        Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : stderrBroke(cause)),
         Effect.ensuring(Deferred.succeed(stderrClosed, undefined)),
         Effect.forkScoped
       )
 
       // --- stdin: one writer fiber fed by a bounded queue, so writes stay whole
-      // and ordered, and `closeStdin` can end the pipe after a flush.
+      // and ordered, and `closeStdin` can end the pipe after a flush. When
+      // writing fails, the queue is shut down (waiting and later writes fail)
+      // and `stdinFailed` resolves.
       const stdinQueue = yield* Queue.bounded<Uint8Array, Cause.Done>(256)
       let stdinFailure: PlatformError.PlatformError | undefined = undefined
+      const stdinFailed = Deferred.makeUnsafe<PlatformError.PlatformError>()
       yield* Stream.fromQueue(stdinQueue).pipe(
         Stream.run(handle.stdin),
-        Effect.catch((error) =>
-          Effect.sync(() => {
-            stdinFailure = error
-          }).pipe(
-            Effect.andThen(Effect.logDebug("codex app-server: writing to stdin failed", error)),
-            // Keep taking, so that writers waiting for room are released (and then fail).
-            Effect.andThen(Stream.runDrain(Stream.fromQueue(stdinQueue)))
+        Effect.catchCause((cause) => {
+          if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+          const error = Option.getOrElse(
+            Cause.findErrorOption(cause),
+            () => stdinClosedError(`writing to stdin of process ${pid} died: ${describeCause(cause)}`)
           )
-        ),
+          return Effect.sync(() => {
+            stdinFailure = error
+            Queue.shutdownUnsafe(stdinQueue)
+            Deferred.doneUnsafe(stdinFailed, Effect.succeed(error))
+          }).pipe(Effect.andThen(Effect.logDebug("codex app-server: writing to stdin failed", error)))
+        }),
         Effect.forkScoped
       )
       const encoder = new TextEncoder()
@@ -296,18 +480,24 @@ export const spawn = (
 
       return {
         pid,
-        stdoutLines: splitLines(Stream.decodeText(handle.stdout)),
+        stdoutLines: splitLines(handle.stdout, {
+          maxLineBytes,
+          onLongLine: (head) =>
+            new ProtocolError({
+              kind: "LineTooLong",
+              reason: `it wrote a stdout line longer than maxLineBytes (${maxLineBytes} bytes)`,
+              preview: head,
+              pid
+            })
+        }),
         write,
+        stdinFailed: Deferred.await(stdinFailed),
         closeStdin: Effect.asVoid(Queue.end(stdinQueue)),
         stderrTail: Effect.sync(() => ring.slice(ringStart).concat(ring.slice(0, ringStart))),
         stderrClosed: Deferred.await(stderrClosed),
         exit: Deferred.await(exitDeferred),
         exitStatus: Effect.sync(() => exitStatus),
-        kill: (killOptions) =>
-          handle.kill({
-            killSignal: killOptions?.signal,
-            forceKillAfter: killOptions?.forceKillAfter ?? forceKillAfter
-          }).pipe(Effect.catch((error) => Effect.logDebug(`codex app-server: kill of ${pid} failed`, error)))
+        kill
       } satisfies AppServerProcess
     }).pipe(Effect.annotateLogs({ pid }))
   })

@@ -15,15 +15,32 @@
  *   itself write a line atomically, or not at all);
  * - a request that is interrupted, or that times out, leaves no pending entry;
  *   a response arriving for it later is logged at debug level and ignored;
- * - malformed input (not JSON, no JSON-RPC shape, an unknown response id) is
+ * - malformed input that answers no pending request (not JSON, no JSON-RPC
+ *   shape, a malformed server request, an unknown or abandoned response id) is
  *   logged and skipped, never fatal;
- * - the channel closes exactly once: through `close`/`shutdown`, when the
- *   input ends or fails (the error then comes from `onInputEnd`), or when the
- *   scope given to `make` closes. Every pending request then fails at once with
- *   the close error, every later call fails at once with it, message streams
- *   end, and `closed` resolves to it.
+ * - a response to a pending request with a shape this channel does not accept
+ *   (both `result` and `error`, neither, an `error` that is not an object with
+ *   a numeric `code` and a string `message`) closes the channel with a
+ *   `ProtocolError` naming the request's method: that request and every other
+ *   pending one fail with it at once. Ending the channel, rather than failing
+ *   only that request, is deliberate: a server that answers in a shape we
+ *   cannot read is broken or speaks another protocol version, and the owner (a
+ *   pool) must replace it rather than hand it to the next user;
+ * - an error response keeps every field of its error object: `code`,
+ *   `message`, `data`, and any other field in `JsonRpcError.extra`;
+ * - the channel closes exactly once: through `close`/`shutdown`, through a
+ *   `ProtocolError` as above, when the scope given to `make` closes, or when
+ *   the transport ends: the input ends or fails (the error comes from
+ *   `onInputEnd`), or a write fails, synchronously or later through
+ *   `writeFailed` (the error comes from `onWriteFailure`). Only the first end
+ *   of the transport computes the close error, so when a dying process breaks
+ *   both pipes every pending request still gets the same error object; a
+ *   writer whose write failed waits for that error and fails with it. Every
+ *   pending request then fails at once with the close error, every later call
+ *   fails at once with it, message streams end, and `closed` resolves to it;
  * - a listener that throws is logged and does not disturb the channel or the
- *   other listeners.
+ *   other listeners; a defect while handling a line is logged and reading
+ *   goes on (the transport is never left unread while the channel is open).
  *
  * Limits: no batches (a JSON array is logged and skipped); no cancellation is
  * sent to the server when a request is abandoned (the app-server has none at
@@ -45,7 +62,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import { ChannelClosedError, JsonRpcError, RequestTimeoutError } from "../errors.ts"
+import { ChannelClosedError, JsonRpcError, ProtocolError, RequestTimeoutError } from "../errors.ts"
 
 /** A JSON-RPC request id. */
 export type JsonRpcId = number | string
@@ -87,8 +104,10 @@ export interface RequestOptions {
 }
 
 /**
- * A JSON-RPC channel. `CE` is the extra error type its owner may close it with
- * (through `shutdown` or `onInputEnd`), such as `WorkerCrashedError`.
+ * A JSON-RPC channel. It closes with a `ChannelClosedError`, a `ProtocolError`
+ * (the server broke the protocol), or `CE`: the extra error type its owner may
+ * close it with (through `shutdown`, `onInputEnd` or `onWriteFailure`), such
+ * as `WorkerCrashedError`.
  */
 export interface JsonRpcChannel<CE = never> {
   /** Sends a request and waits for its response's `result`. */
@@ -96,16 +115,16 @@ export interface JsonRpcChannel<CE = never> {
     method: string,
     params?: unknown,
     options?: RequestOptions
-  ) => Effect.Effect<unknown, JsonRpcError | RequestTimeoutError | ChannelClosedError | CE>
+  ) => Effect.Effect<unknown, JsonRpcError | RequestTimeoutError | CloseError<CE>>
   /** Sends a notification (no id, no response). */
-  readonly notify: (method: string, params?: unknown) => Effect.Effect<void, ChannelClosedError | CE>
+  readonly notify: (method: string, params?: unknown) => Effect.Effect<void, CloseError<CE>>
   /** Answers a server request with a result. */
-  readonly respond: (id: JsonRpcId, result: unknown) => Effect.Effect<void, ChannelClosedError | CE>
+  readonly respond: (id: JsonRpcId, result: unknown) => Effect.Effect<void, CloseError<CE>>
   /** Answers a server request with an error. */
   readonly respondError: (
     id: JsonRpcId,
     error: JsonRpcErrorObject
-  ) => Effect.Effect<void, ChannelClosedError | CE>
+  ) => Effect.Effect<void, CloseError<CE>>
   /**
    * Calls `listener` synchronously for every incoming notification and server
    * request, until the returned function is called. Exceptions are logged.
@@ -115,7 +134,7 @@ export interface JsonRpcChannel<CE = never> {
    * Calls `hook` synchronously when the channel closes, before any pending
    * request fails (at once if already closed); returns the unsubscribe.
    */
-  readonly onClose: (hook: (error: ChannelClosedError | CE) => void) => () => void
+  readonly onClose: (hook: (error: CloseError<CE>) => void) => () => void
   /**
    * The incoming notifications and server requests from the moment the stream
    * starts running; it ends when the channel closes. Each run is a separate
@@ -125,14 +144,17 @@ export interface JsonRpcChannel<CE = never> {
   /** Closes the channel with a `ChannelClosedError` carrying `reason`. `false` if already closed. */
   readonly close: (reason: string) => Effect.Effect<boolean>
   /** Closes the channel with `error`. `false` if already closed (the first error stays). */
-  readonly shutdown: (error: ChannelClosedError | CE) => Effect.Effect<boolean>
+  readonly shutdown: (error: CloseError<CE>) => Effect.Effect<boolean>
   /** Waits until the channel is closed and returns the error it was closed with. */
-  readonly closed: Effect.Effect<ChannelClosedError | CE>
+  readonly closed: Effect.Effect<CloseError<CE>>
   /** Whether the channel is closed. */
   readonly isClosed: Effect.Effect<boolean>
   /** How many requests are waiting for a response. */
   readonly pendingCount: Effect.Effect<number>
 }
+
+/** Every error a channel with owner errors `CE` can close with. */
+export type CloseError<CE> = ChannelClosedError | ProtocolError | CE
 
 /** Options of {@link make}. */
 export interface MakeOptions<CE, EIn, EW> {
@@ -141,11 +163,24 @@ export interface MakeOptions<CE, EIn, EW> {
   /** Writes one line (the terminator is included in `line`). Must not interleave partial lines. */
   readonly write: (line: string) => Effect.Effect<void, EW>
   /**
-   * Computes the error the channel closes with when `input` ends (`Exit.succeed`)
-   * or fails. By default a `ChannelClosedError` saying so. A failure or defect
-   * here falls back to the default.
+   * For a transport whose `write` only queues the line: completes with the
+   * error once the transport has failed to write after `write` returned. The
+   * channel then ends as after a failed `write` (see `onWriteFailure`).
    */
-  readonly onInputEnd?: ((exit: Exit.Exit<void, EIn>) => Effect.Effect<ChannelClosedError | CE>) | undefined
+  readonly writeFailed?: Effect.Effect<EW> | undefined
+  /**
+   * Computes the error the channel closes with when `input` ends (`Exit.succeed`)
+   * or fails. By default a `ChannelClosedError` saying so (or the input's
+   * `ProtocolError`, when it failed with one). A failure or defect here falls
+   * back to the default.
+   */
+  readonly onInputEnd?: ((exit: Exit.Exit<void, EIn>) => Effect.Effect<CloseError<CE>>) | undefined
+  /**
+   * Computes the error the channel closes with when writing fails (`write`
+   * failed, or `writeFailed` completed). By default a `ChannelClosedError`
+   * saying so. A failure or defect here falls back to the default.
+   */
+  readonly onWriteFailure?: ((error: EW) => Effect.Effect<CloseError<CE>>) | undefined
 }
 
 // -----------------------------------------------------------------------------
@@ -165,35 +200,51 @@ const NotificationShape = Schema.Struct({
   params: Schema.optionalKey(Schema.Unknown)
 })
 
-const ErrorResponseShape = Schema.Struct({
-  id: Schema.NullOr(Id),
-  error: Schema.Struct({
-    code: Schema.Number,
-    message: Schema.String,
-    data: Schema.optionalKey(Schema.Unknown)
-  })
-})
-
-const ResponseShape = Schema.Struct({
-  id: Id,
-  result: Schema.Unknown
-})
-
 const decodeRequest = Schema.decodeUnknownOption(RequestShape)
 const decodeNotification = Schema.decodeUnknownOption(NotificationShape)
-const decodeErrorResponse = Schema.decodeUnknownOption(ErrorResponseShape)
-const decodeResponse = Schema.decodeUnknownOption(ResponseShape)
 
 const preview = (line: string): string => line.length > 200 ? `${line.slice(0, 200)}… (${line.length} chars)` : line
 
-const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const error = Cause.squash(cause)
-  return error instanceof Error ? error.message : String(error)
+const describeError = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+const describeCause = (cause: Cause.Cause<unknown>): string => describeError(Cause.squash(cause))
+
+/**
+ * What a response with a pending id says: its result, its error, or, when it
+ * has a shape this channel does not accept, what is wrong with it.
+ */
+type ResponseOutcome =
+  | { readonly _tag: "Result"; readonly result: unknown }
+  | {
+    readonly _tag: "Error"
+    readonly code: number
+    readonly message: string
+    readonly data: unknown
+    readonly extra: Readonly<Record<string, unknown>>
+  }
+  | { readonly _tag: "Malformed"; readonly reason: string }
+
+const readResponse = (raw: Readonly<Record<string, unknown>>): ResponseOutcome => {
+  const hasResult = "result" in raw
+  const hasError = "error" in raw
+  if (hasResult && hasError) return { _tag: "Malformed", reason: `it has both "result" and "error"` }
+  if (hasResult) return { _tag: "Result", result: raw.result }
+  if (!hasError) return { _tag: "Malformed", reason: `it has neither "result" nor "error"` }
+  const error = raw.error
+  if (typeof error !== "object" || error === null || Array.isArray(error)) {
+    return { _tag: "Malformed", reason: `its "error" is not an object` }
+  }
+  const { code, data, message, ...extra } = error as Record<string, unknown>
+  if (typeof code !== "number" || !Number.isFinite(code)) {
+    return { _tag: "Malformed", reason: `its "error.code" is not a number` }
+  }
+  if (typeof message !== "string") return { _tag: "Malformed", reason: `its "error.message" is not a string` }
+  return { _tag: "Error", code, message, data, extra }
 }
 
 interface Pending<CE> {
   readonly method: string
-  readonly deferred: Deferred.Deferred<unknown, JsonRpcError | ChannelClosedError | CE>
+  readonly deferred: Deferred.Deferred<unknown, JsonRpcError | CloseError<CE>>
 }
 
 /**
@@ -204,14 +255,18 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
   options: MakeOptions<CE, EIn, EW>
 ): Effect.Effect<JsonRpcChannel<CE>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    type CloseError = ChannelClosedError | CE
+    type CloseError = ChannelClosedError | ProtocolError | CE
 
+    const scope = yield* Effect.scope
     const pending = new Map<JsonRpcId, Pending<CE>>()
     const listeners = new Set<(message: IncomingMessage) => void>()
     const closeHooks = new Set<(error: CloseError) => void>()
     const closedDeferred = Deferred.makeUnsafe<CloseError>()
     const writeLock = Semaphore.makeUnsafe(1)
     let closeError: CloseError | undefined = undefined
+    // Set when the transport ended (input ended, a write failed) and the owner
+    // is computing the close error: later transport ends leave it to that one.
+    let ending = false
     let nextId = 1
     // Lines logged outside a fiber go to the logger of the channel's maker.
     const logContext = yield* Effect.context<never>()
@@ -240,19 +295,71 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
 
     const shutdown = (error: CloseError): Effect.Effect<boolean> => Effect.sync(() => shutdownUnsafe(error))
 
+    // The first end of the transport computes the close error; any later one
+    // (the input ending after a failed write, or the reverse) is ignored, so
+    // every pending request fails with that one error.
+    const endTransport = (closeWith: Effect.Effect<CloseError>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (ending || closeError !== undefined) return Effect.void
+        ending = true
+        return Effect.flatMap(closeWith, shutdown)
+      })
+
+    const defaultInputEnd = (exit: Exit.Exit<void, EIn>): CloseError => {
+      if (Exit.isFailure(exit)) {
+        const error = Cause.findErrorOption(exit.cause)
+        if (Option.isSome(error) && error.value instanceof ProtocolError) return error.value
+      }
+      return new ChannelClosedError({
+        reason: Exit.isSuccess(exit)
+          ? "the server's output ended"
+          : `reading the server's output failed: ${describeCause(exit.cause)}`
+      })
+    }
+
+    const onInputEnd = (exit: Exit.Exit<void, EIn>): Effect.Effect<CloseError> =>
+      options.onInputEnd === undefined
+        ? Effect.succeed(defaultInputEnd(exit))
+        : Effect.catchCause(
+          Effect.suspend(() => options.onInputEnd!(exit)),
+          (cause) =>
+            Effect.as(
+              Effect.logWarning("JSON-RPC: onInputEnd failed; closing with the default error", cause),
+              defaultInputEnd(exit)
+            )
+        )
+
+    const defaultWriteFailure = (error: EW): CloseError =>
+      new ChannelClosedError({ reason: `writing to the transport failed: ${describeError(error)}` })
+
+    const onWriteFailure = (error: EW): Effect.Effect<CloseError> =>
+      options.onWriteFailure === undefined
+        ? Effect.succeed(defaultWriteFailure(error))
+        : Effect.catchCause(
+          Effect.suspend(() => options.onWriteFailure!(error)),
+          (cause) =>
+            Effect.as(
+              Effect.logWarning("JSON-RPC: onWriteFailure failed; closing with the default error", cause),
+              defaultWriteFailure(error)
+            )
+        )
+
+    // A failed write ends the channel: the close error is computed in a fiber
+    // of the channel's scope (the writer may be interrupted meanwhile), and the
+    // writer fails with that error once the channel has closed.
+    const writeFailed = (error: EW): Effect.Effect<never, CloseError> =>
+      Effect.andThen(
+        Effect.forkIn(endTransport(onWriteFailure(error)), scope),
+        Effect.flatMap(Deferred.await(closedDeferred), Effect.fail)
+      )
+
     // Writes one message as one line, unless the channel is closed by the time
     // the write lock is held.
     const writeMessage = (message: Record<string, unknown>): Effect.Effect<void, CloseError> =>
       writeLock.withPermit(Effect.suspend(() => {
         if (closeError !== undefined) return Effect.fail(closeError)
         const line = JSON.stringify(message) + "\n"
-        return Effect.mapError(
-          options.write(line),
-          (cause) =>
-            new ChannelClosedError({
-              reason: `writing to the transport failed: ${cause instanceof Error ? cause.message : String(cause)}`
-            })
-        )
+        return Effect.catch(options.write(line), writeFailed)
       }))
 
     const request = (
@@ -350,19 +457,48 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
         )
       })
 
-    const settle = (
-      id: JsonRpcId,
-      outcome: (method: string) => Effect.Effect<unknown, JsonRpcError>,
-      line: string
-    ): Effect.Effect<void> => {
+    // A line with an `id` and no `method`: a response, to a pending request or not.
+    const handleResponse = (raw: Readonly<Record<string, unknown>>, line: string): Effect.Effect<void> => {
+      const id = raw.id
+      if (typeof id !== "number" && typeof id !== "string") {
+        return id === null && "error" in raw
+          ? Effect.logWarning(`JSON-RPC: the server reported an error without an id: ${preview(line)}`)
+          : Effect.logWarning(`JSON-RPC: skipping a line that matches no JSON-RPC message shape: ${preview(line)}`)
+      }
       const entry = pending.get(id)
       if (entry === undefined) {
         return typeof id === "number" && Number.isInteger(id) && id >= 1 && id < nextId
           ? Effect.logDebug(`JSON-RPC: ignoring a response for request ${id}, which was abandoned`)
           : Effect.logWarning(`JSON-RPC: ignoring a response with an id that was never sent: ${preview(line)}`)
       }
+      const outcome = readResponse(raw)
+      if (outcome._tag === "Malformed") {
+        // The server answered this request in a way we cannot read: it is
+        // broken, so the channel ends, and this request fails with the error.
+        const error = new ProtocolError({
+          kind: "MalformedResponse",
+          method: entry.method,
+          reason: outcome.reason,
+          preview: preview(line)
+        })
+        return Effect.andThen(
+          Effect.logWarning(`JSON-RPC: closing the channel: ${error.message}`),
+          shutdown(error)
+        )
+      }
       pending.delete(id)
-      Deferred.doneUnsafe(entry.deferred, outcome(entry.method))
+      Deferred.doneUnsafe(
+        entry.deferred,
+        outcome._tag === "Result" ? Effect.succeed(outcome.result) : Effect.fail(
+          new JsonRpcError({
+            method: entry.method,
+            code: outcome.code,
+            serverMessage: outcome.message,
+            data: outcome.data,
+            extra: outcome.extra
+          })
+        )
+      )
       return Effect.void
     }
 
@@ -401,57 +537,33 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
               raw
             })
           }
-        } else if ("error" in raw) {
-          const response = decodeErrorResponse(raw)
-          if (Option.isSome(response)) {
-            const { error, id } = response.value
-            if (id === null) {
-              return Effect.logWarning(`JSON-RPC: the server reported an error without an id: ${preview(line)}`)
-            }
-            return settle(
-              id,
-              (method) =>
-                Effect.fail(
-                  new JsonRpcError({ method, code: error.code, serverMessage: error.message, data: error.data })
-                ),
-              line
-            )
-          }
-        } else if ("result" in raw) {
-          const response = decodeResponse(raw)
-          if (Option.isSome(response)) {
-            return settle(response.value.id, () => Effect.succeed(response.value.result), line)
-          }
+        } else if ("id" in raw) {
+          return handleResponse(raw, line)
         }
         return Effect.logWarning(`JSON-RPC: skipping a line that matches no JSON-RPC message shape: ${preview(line)}`)
       })
 
-    const defaultInputEnd = (exit: Exit.Exit<void, EIn>): ChannelClosedError =>
-      new ChannelClosedError({
-        reason: Exit.isSuccess(exit)
-          ? "the server's output ended"
-          : `reading the server's output failed: ${describeCause(exit.cause)}`
-      })
+    // A defect while handling one line (a throwing logger, a bug) must not stop
+    // the reader: the transport would go unread. It is logged, and reading goes on.
+    const handleLineSafely = (line: string): Effect.Effect<void> =>
+      Effect.catchCause(handleLine(line), (cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.failCause(cause)
+          : Effect.catchCause(
+            Effect.logWarning("JSON-RPC: handling an incoming line failed; the channel goes on", cause),
+            () => Effect.void
+          ))
 
-    const onInputEnd = (exit: Exit.Exit<void, EIn>): Effect.Effect<CloseError> =>
-      options.onInputEnd === undefined
-        ? Effect.succeed(defaultInputEnd(exit))
-        : Effect.catchCause(
-          Effect.suspend(() => options.onInputEnd!(exit)),
-          (cause) =>
-            Effect.as(
-              Effect.logWarning("JSON-RPC: onInputEnd failed; closing with the default error", cause),
-              defaultInputEnd(exit)
-            )
-        )
-
-    const reader = Stream.runForEach(options.input, handleLine).pipe(
+    const reader = Stream.runForEach(options.input, handleLineSafely).pipe(
       Effect.exit,
-      Effect.flatMap((exit) => closeError !== undefined ? Effect.void : Effect.flatMap(onInputEnd(exit), shutdown))
+      Effect.flatMap((exit) => endTransport(onInputEnd(exit)))
     )
 
     yield* Effect.addFinalizer(() => shutdown(new ChannelClosedError({ reason: "its scope was closed" })))
     yield* Effect.forkScoped(reader)
+    if (options.writeFailed !== undefined) {
+      yield* Effect.forkScoped(Effect.flatMap(options.writeFailed, (error) => endTransport(onWriteFailure(error))))
+    }
 
     return {
       request,

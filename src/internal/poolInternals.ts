@@ -5,57 +5,64 @@
  *
  * @internal
  */
-import { Context, type Deferred, type Duration, Effect, Schema } from "effect"
+import { Config, type Context, type Deferred, Effect, Schema } from "effect"
 import { type AccountExistsError, PoolOptionsError, type UnknownAccountError } from "../errors.ts"
 import type { AccountStats, Options, Stats } from "../WorkerPool.ts"
 import { DEFAULT_ACCOUNT, type PoolCore, type Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
-import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./options.ts"
-
-const EffectSchema = Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
-  expected: "an Effect"
-})
+import {
+  CountOrInfinity,
+  decodeOptions,
+  DurationInput,
+  Function,
+  IntAtLeast,
+  Timeout,
+  timeoutMillis,
+  toMillis
+} from "./options.ts"
 
 /** Schema of a cap on an account's workers: an integer >= 1, or `Infinity` (none). */
 export const WorkerCap = Schema.Number.check(
   Schema.makeFilter((n: number) => n === Infinity || (Number.isInteger(n) && n >= 1) || "Expected an integer >= 1 or Infinity")
 )
 
-const AccountSchema = Schema.Struct({
-  acquire: EffectSchema,
-  maxWorkers: Schema.optional(WorkerCap)
-})
-
-const OptionsSchema = Schema.Struct({
-  acquire: EffectSchema,
+/**
+ * The options that are plain values (all but the callbacks and `accounts`,
+ * whose workers `acquire` effects make): what `layerConfig` reads from a
+ * `Config`.
+ */
+export const ValueOptionsFields = {
   size: IntAtLeast(1),
   maxWorkers: Schema.optional(WorkerCap),
-  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
-  idleTimeout: Schema.optional(DurationInput),
-  acquireTimeout: Schema.optional(DurationInput),
+  idleTimeout: Schema.optional(Timeout),
+  acquireTimeout: Schema.optional(Timeout),
   maxQueue: Schema.optional(CountOrInfinity),
   minIdle: Schema.optional(IntAtLeast(0)),
   shutdownTimeout: Schema.optional(DurationInput),
-  leaseTimeout: Schema.optional(DurationInput),
-  onLeaseTimeout: Schema.optional(Function),
+  leaseTimeout: Schema.optional(Timeout),
   name: Schema.optional(Schema.String),
   provider: Schema.optional(Schema.String)
-})
-
-/** The validated settings of a pool. */
-export interface Settings {
-  readonly size: number
-  readonly idleTimeout: number
-  readonly acquireTimeout: number
-  readonly maxQueue: number
-  readonly minIdle: number
-  readonly shutdownTimeout: number
-  readonly leaseTimeout: number
-  readonly name: string
-  readonly provider: string
-  /** The default account's cap (`Infinity`: only `size`). */
-  readonly maxWorkers: number
 }
+
+/**
+ * `minIdle` fits within `size` (`poolSize` in a Codex pool's options) and the
+ * default account's `maxWorkers`; an issue at `minIdle` otherwise.
+ */
+export const minIdleWithin = (sizeName: "size" | "poolSize") =>
+  Schema.makeFilter((o: {
+    readonly size?: number | undefined
+    readonly poolSize?: number | undefined
+    readonly minIdle?: number | undefined
+    readonly maxWorkers?: number | undefined
+  }) => {
+    const size = o[sizeName] ?? 1
+    if (o.minIdle === undefined) return true
+    if (o.minIdle > size) return { path: ["minIdle"], issue: `must be <= ${sizeName} (${size})` }
+    if (o.maxWorkers !== undefined && o.minIdle > o.maxWorkers) {
+      return { path: ["minIdle"], issue: `must be <= maxWorkers (${o.maxWorkers})` }
+    }
+    return true
+  })
 
 /**
  * The problem with an account name, or `undefined` when it is fine: a
@@ -68,19 +75,92 @@ export const accountNameProblem = (name: unknown): string | undefined =>
     ? `"${DEFAULT_ACCOUNT}" is the default account's name (the top-level options configure it)`
     : undefined
 
-/** Throws a `PoolOptionsError` when an account name (`accounts` key or `addAccount` argument) is not allowed. */
-export const checkAccountNames = (what: string, names: Iterable<string>, prefix: string): void => {
-  for (const name of names) {
-    const problem = accountNameProblem(name)
-    if (problem !== undefined) {
-      throw new PoolOptionsError({ message: `Invalid ${what} options: ${prefix}${JSON.stringify(name)}: ${problem}.` })
+/**
+ * The names of `accounts` are allowed (see {@link accountNameProblem}); an
+ * issue at `accounts."<name>"` otherwise. The name is quoted in the path (an
+ * empty one must show), which also keeps `decodeOptions` from appending the
+ * account's options as "the bad value": the name is what is wrong.
+ */
+export const accountNamesAllowed = Schema.makeFilter(
+  (o: { readonly accounts?: Readonly<Record<string, unknown>> | undefined }) => {
+    for (const name of Object.keys(o.accounts ?? {})) {
+      const problem = accountNameProblem(name)
+      if (problem !== undefined) return { path: ["accounts", JSON.stringify(name)], issue: problem }
     }
+    return true
+  }
+)
+
+const EffectSchema = Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
+  expected: "an Effect"
+})
+
+const AccountSchema = Schema.Struct({
+  acquire: EffectSchema,
+  maxWorkers: Schema.optional(WorkerCap)
+})
+
+const OptionsSchema = Schema.Struct({
+  acquire: EffectSchema,
+  onLeaseTimeout: Schema.optional(Function),
+  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
+  ...ValueOptionsFields
+}).check(minIdleWithin("size"), accountNamesAllowed)
+
+const ValueOptionsSchema = Schema.Struct(ValueOptionsFields).check(minIdleWithin("size"))
+
+/**
+ * Checks options read from a `Config` (`layerConfig`) by the rules of
+ * `validate`, failing with a `ConfigError` that names each bad option instead
+ * of a defect.
+ */
+export const checkConfigOptions = <A>(options: A): Effect.Effect<A, Config.ConfigError> =>
+  checkInErrorChannel(ValueOptionsSchema, options)
+
+/**
+ * Decodes `options` with `schema` as `decodeOptions` does (unknown options
+ * refused, every issue reported), failing with a `ConfigError` carrying the
+ * `SchemaError`.
+ */
+export const checkInErrorChannel = <A>(schema: Schema.Top, options: A): Effect.Effect<A, Config.ConfigError> =>
+  Effect.as(
+    Effect.mapError(
+      Schema.decodeUnknownEffect(schema as Schema.Codec<unknown>)(options, { onExcessProperty: "error", errors: "all" }),
+      (error) => new Config.ConfigError(error)
+    ),
+    options
+  )
+
+/** The validated settings of a pool, in milliseconds as the core works. */
+export interface Settings {
+  readonly size: number
+  /** 0: no limit. */
+  readonly idleTimeout: number
+  /** 0: no limit. */
+  readonly acquireTimeout: number
+  readonly maxQueue: number
+  readonly minIdle: number
+  /** `Infinity`: wait for ever; 0: finalize leased workers at once. */
+  readonly shutdownTimeout: number
+  /** 0: no limit. */
+  readonly leaseTimeout: number
+  readonly name: string
+  readonly provider: string
+  /** The default account's cap (`Infinity`: only `size`). */
+  readonly maxWorkers: number
+}
+
+/** Throws a `PoolOptionsError` when the name given to `addAccount` is not allowed. */
+export const checkAccountName = (name: string): void => {
+  const problem = accountNameProblem(name)
+  if (problem !== undefined) {
+    throw new PoolOptionsError({ message: `Invalid addAccount options: name ${JSON.stringify(name)}: ${problem}.` })
   }
 }
 
 /** Validates an account added at run time (`addAccount`), throwing a `PoolOptionsError` naming the bad option. */
 export const validateAccount = (name: string, account: unknown): { readonly maxWorkers: number } => {
-  checkAccountNames("addAccount", [name], "name ")
+  checkAccountName(name)
   const o = decodeOptions("addAccount", AccountSchema, account)
   return { maxWorkers: o.maxWorkers ?? Infinity }
 }
@@ -88,32 +168,17 @@ export const validateAccount = (name: string, account: unknown): { readonly maxW
 /** Validates options, throwing a `PoolOptionsError` naming the bad option. */
 export const validate = (options: Options<any, any, any>): Settings => {
   const o = decodeOptions("WorkerPool", OptionsSchema, options)
-  const minIdle = o.minIdle ?? 0
-  if (minIdle > o.size) {
-    throw new PoolOptionsError({ message: `Invalid WorkerPool options: minIdle: must be <= size (${o.size}), got ${minIdle}.` })
-  }
-  const maxWorkers = o.maxWorkers ?? Infinity
-  if (minIdle > maxWorkers) {
-    throw new PoolOptionsError({
-      message: `Invalid WorkerPool options: minIdle: must be <= maxWorkers (${maxWorkers}), got ${minIdle}.`
-    })
-  }
-  if (o.accounts !== undefined) checkAccountNames("WorkerPool", Object.keys(o.accounts), "accounts.")
-  const millis = (d: Duration.Input | undefined, fallback: number) => {
-    const ms = d === undefined ? fallback : toMillis(d)
-    return ms === Infinity ? 0 : ms
-  }
   return {
     size: o.size,
-    idleTimeout: millis(o.idleTimeout, 300_000),
-    acquireTimeout: millis(o.acquireTimeout, 0),
+    idleTimeout: timeoutMillis(o.idleTimeout, 300_000),
+    acquireTimeout: timeoutMillis(o.acquireTimeout, 0),
     maxQueue: o.maxQueue ?? Infinity,
-    minIdle,
-    shutdownTimeout: millis(o.shutdownTimeout, 30_000),
-    leaseTimeout: millis(o.leaseTimeout, 0),
+    minIdle: o.minIdle ?? 0,
+    shutdownTimeout: o.shutdownTimeout === undefined ? 30_000 : toMillis(o.shutdownTimeout),
+    leaseTimeout: timeoutMillis(o.leaseTimeout, 0),
     name: o.name ?? "worker-pool",
     provider: o.provider ?? "generic",
-    maxWorkers
+    maxWorkers: o.maxWorkers ?? Infinity
   }
 }
 

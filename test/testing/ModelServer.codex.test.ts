@@ -31,7 +31,7 @@ import {
   type CodexPromiseWorkerPool,
   type CodexWorkerHandle,
   createCodexWorkerPool
-} from "../../src/CodexPromisePool.ts"
+} from "../../src/node.ts"
 import type { IncomingMessage } from "../../src/CodexWorker.ts"
 import { type CodexArgsOptions, codexEnv, type CodexHome, makeCodexHome } from "../../src/testing/codexConfig.ts"
 import { type ModelServer, type ModelServerOptions, startModelServer } from "../../src/testing/ModelServer.ts"
