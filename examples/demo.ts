@@ -7,6 +7,10 @@
  * the rest wait in the FIFO queue, one is aborted while queued. Live progress
  * per request, then a summary: waits, run times, FIFO order, spawned vs
  * reused workers, and the processes left alive after shutdown (must be 0).
+ * Then one more prompt shows what the AI SDK model makes of Codex at work:
+ * its reasoning, a shell command it runs (a provider-executed tool call, with
+ * the output streaming in and the final result), and its answer. Offline, the
+ * model server is scripted to reason and to call `exec_command`.
  *
  * Flags: --pool-size N (2), --requests N (6), --abort K (request K is aborted
  * while queued; 0: none; default the last), --openai (talk to the real
@@ -16,9 +20,9 @@
 import { parseArgs } from "node:util"
 import { streamText } from "ai"
 import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
-import { createCodexProvider } from "../src/ai-sdk.ts"
+import { createCodexProvider } from "../src/ai-sdk/index.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
-import { codexProcessOptions, makeCodexHome, startModelServer } from "../src/testing/index.ts"
+import { codexProcessOptions, makeCodexHome, Reply, startModelServer } from "../src/testing/index.ts"
 
 const { values: flags } = parseArgs({
   options: {
@@ -81,7 +85,24 @@ interface Row {
 }
 
 const main = async () => {
-  const server = flags.openai ? undefined : await startModelServer({ deltas: 8, slowDelayMs: 40, mode: "slow" })
+  const server = flags.openai ? undefined : await startModelServer({
+    deltas: 8,
+    slowDelayMs: 40,
+    mode: "slow",
+    // The last part of the demo: reason, run a command, then answer.
+    respond: (request) => {
+      if (!request.userText.startsWith(ACTIONS_PROMPT)) return undefined
+      if (request.toolOutputs.length > 0) {
+        return Reply.text("The directory holds the project's sources, tests and examples.", { deltas: 6, delayMs: 40 })
+      }
+      return [
+        Reply.reasoning(["The user wants to know what is here. ", "Listing the directory is the quickest way."], {
+          delayMs: 40
+        }),
+        Reply.shellCommand("ls")
+      ]
+    }
+  })
   const codexHome = makeCodexHome("codex-worker-pool-demo-")
   const pool = createCodexWorkerPool({
     poolSize,
@@ -154,6 +175,11 @@ const main = async () => {
 
   await Promise.all(Array.from({ length: requests }, (_, i) => run(i + 1)))
   const stats = pool.stats()
+  const actionsShown = await showActions(createCodexProvider({
+    pool,
+    threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" },
+    callDefaults: { effort: "low", summary: "auto" }
+  })(model))
   await pool.shutdown()
   await server?.close()
   codexHome.cleanup()
@@ -180,8 +206,76 @@ FIFO order held: ${fifo ? "yes" : "NO"} (workers handed out in order ${acquireOr
 workers spawned ${stats.created}, reused for ${completed - stats.created} of ${completed} completed prompts
 aborted while queued: ${ordered.filter((r) => r.outcome === "aborted").length}, failed: ${ordered.filter((r) => r.outcome === "failed").length}
 processes left alive after shutdown: ${survivors.length}`)
-  process.exitCode = fifo && survivors.length === 0 && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
+  process.exitCode = fifo && survivors.length === 0 && actionsShown && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
 }
+
+const ACTIONS_PROMPT = "What is in the current directory?"
+
+/** One prompt through the AI SDK model, printing its reasoning, Codex's command and the answer as they stream. */
+const showActions = async (model: ReturnType<ReturnType<typeof createCodexProvider>>): Promise<boolean> => {
+  console.log(`\nCodex at work, through the AI SDK model: ${JSON.stringify(ACTIONS_PROMPT)}`)
+  let inText = false
+  let sawReasoning = false
+  let sawTool = false
+  const line = (text: string) => {
+    if (inText) process.stdout.write("\n")
+    inText = false
+    if (text !== "") console.log(text)
+  }
+  try {
+    const result = streamText({ model, prompt: ACTIONS_PROMPT, providerOptions: { codex: { cwd: process.cwd() } } })
+    for await (const part of result.fullStream) {
+      switch (part.type) {
+        case "reasoning-start":
+          line("")
+          process.stdout.write("  reasoning: ")
+          inText = true
+          break
+        case "reasoning-delta":
+          sawReasoning = true
+          process.stdout.write(part.text)
+          inText = true
+          break
+        case "tool-call":
+          sawTool = true
+          line(`  tool call ${part.toolName} (provider-executed: ${part.providerExecuted === true}): ${JSON.stringify(part.input)}`)
+          break
+        case "tool-result": {
+          const output = part.output as { status?: string; exitCode?: number | null; output?: string | null }
+          const lines = (output.output ?? "").trim().split("\n").filter((l) => l !== "")
+          const head = `${lines.length} lines: ${lines.slice(0, 6).join(" ")}${lines.length > 6 ? " ..." : ""}`
+          line(
+            output.status === "inProgress"
+              ? `  tool output so far (streaming): ${head}`
+              : `  tool result: ${output.status}, exit code ${output.exitCode ?? "-"}, ${head}`
+          )
+          break
+        }
+        case "tool-error":
+          line(`  tool error: ${JSON.stringify(part.error)}`)
+          break
+        case "text-start":
+          line("")
+          process.stdout.write("  answer: ")
+          inText = true
+          break
+        case "text-delta":
+          process.stdout.write(part.text)
+          inText = true
+          break
+        case "error":
+          line(`  error: ${String((part.error as Error)?.message ?? part.error)}`)
+          break
+      }
+    }
+    line(`  reasoning shown: ${sawReasoning ? "yes" : "no"}, tool call shown: ${sawTool ? "yes" : "no"}`)
+    return flags.openai || (sawReasoning && sawTool)
+  } catch (error) {
+    line(`  failed: ${(error as Error).message}`)
+    return false
+  }
+}
+
 
 main().catch((error) => {
   console.error(error)

@@ -185,9 +185,12 @@ export type ServerMessage = ServerNotificationMessage | ServerRequestMessage
  *
  * @example
  * ```ts
- * worker.subscribe((message) => {
- *   if (CodexProtocol.isNotification(message, "turn/completed")) console.log(message.params.turn.status)
- * })
+ * import { CodexProtocol, type CodexWorker } from "codex-worker-pool"
+ *
+ * const logTurnEnds = (worker: CodexWorker.CodexWorker) =>
+ *   worker.subscribe((message) => {
+ *     if (CodexProtocol.isNotification(message, "turn/completed")) console.log(message.params.turn.status)
+ *   })
  * ```
  *
  * @since 0.1.0

@@ -7,7 +7,7 @@
  * - `initialize` is sent exactly once per process and its result cached in
  *   `initializeResult` (the server refuses a second one), followed by
  *   `initialized`; a spawn that fails, exits before answering, or does not
- *   answer within `spawnTimeoutMs` fails with `WorkerSpawnError` naming the
+ *   answer within `spawnTimeout` fails with `WorkerSpawnError` naming the
  *   command, the failed step (`reason`) and the last stderr lines;
  * - `codexHome`, when given, is created (with its parents, mode 0700) if it
  *   does not exist, since codex exits at start without it; a relative one is
@@ -16,7 +16,7 @@
  * - the tree is tracked from the moment the process exists: scanned at spawn,
  *   every 10 ms until `initialize` is answered (a codex that dies during the
  *   handshake re-parents its children at once), then every
- *   `processScanIntervalMs`. It is killed on every failed spawn (exit,
+ *   `processScanInterval`. It is killed on every failed spawn (exit,
  *   timeout, interruption) exactly as on every other end of a worker;
  * - when the process exits, every pending request fails at once with one
  *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
@@ -33,8 +33,8 @@
  * - when the worker's scope closes (idle retirement, invalidate, lease
  *   timeout, shutdown) the whole tree is killed: SIGTERM to codex's process
  *   group and to every descendant recorded in other groups or sessions (MCP
- *   servers, sandboxes), `killGraceMs` of grace, then SIGKILL; bounded by
- *   `killGraceMs` + about 1 s. Descendants are found by walking `/proc` while
+ *   servers, sandboxes), `killGrace` of grace, then SIGKILL; bounded by
+ *   `killGrace` + about 1 s. Descendants are found by walking `/proc` while
  *   the worker lives (see above, and before each kill), each recorded with its
  *   start time so that a reused PID is never signalled;
  * - while the worker lives its tree is registered with the host-exit hooks:
@@ -59,7 +59,7 @@
  * D ms later: 50% of the children escaped at D = 0, 15% at 5 ms, none from
  * 8 ms on. A scan of a 20-thread codex takes about 0.15 ms, so the fast scans
  * cost about 1.5% of a core during the ~125 ms handshake of codex 0.169.
- * After the handshake the window is `processScanIntervalMs`. A blocked event
+ * After the handshake the window is `processScanInterval`. A blocked event
  * loop delays scans and widens the window. When the host process is SIGKILLed
  * nothing of ours runs: codex exits on stdin EOF, its descendants in other
  * groups may not (see the watchdog option of the pool). Linux only for
@@ -96,6 +96,7 @@ import {
 } from "./errors.ts"
 import * as AppServerProcess from "./internal/appServerProcess.ts"
 import { defaultCodexCommand } from "./internal/codexBinary.ts"
+import { processSettings } from "./internal/options.ts"
 import * as ExitHooks from "./internal/exitHooks.ts"
 import * as JsonRpc from "./internal/jsonRpc.ts"
 import * as ProcessTree from "./internal/processTree.ts"
@@ -111,7 +112,9 @@ export type {
 } from "./internal/jsonRpc.ts"
 
 /**
- * How a codex process is started.
+ * How a codex process is started. Times are `Duration.Input`s (`"30 seconds"`,
+ * `Duration.seconds(2)`, or a number of milliseconds). Bad options are a
+ * defect (`PoolOptionsError` naming the option).
  *
  * @since 0.1.0
  * @category models
@@ -131,16 +134,23 @@ export interface ProcessOptions {
    * taken relative to `cwd`.
    */
   readonly codexHome?: string | undefined
-  /** Longest time from spawn to the answer to `initialize`. Default 30000 ms. */
-  readonly spawnTimeoutMs?: number | undefined
-  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000 ms. */
-  readonly killGraceMs?: number | undefined
   /**
-   * How often the worker's descendants are looked up in `/proc`. Default 1000 ms.
+   * Longest time from spawn to the answer to `initialize`. Default 30 seconds;
+   * `Duration.infinity`: no limit. Must be > 0.
+   */
+  readonly spawnTimeout?: Duration.Input | undefined
+  /**
+   * Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default
+   * 2 seconds; zero: SIGKILL at once. Must be finite: kills are bounded.
+   */
+  readonly killGrace?: Duration.Input | undefined
+  /**
+   * How often the worker's descendants are looked up in `/proc`. Default 1 second;
+   * `Duration.infinity`: only at spawn and before each kill. Must be > 0.
    * From spawn until `initialize` is answered they are looked up every 10 ms
    * (or this interval, when shorter).
    */
-  readonly processScanIntervalMs?: number | undefined
+  readonly processScanInterval?: Duration.Input | undefined
   /**
    * Longest line codex may write to stdout, in bytes. A longer line ends the
    * worker with `ProtocolError`. Default 67108864 (64 MiB).
@@ -330,11 +340,9 @@ export const make = (
   watchdog?: Watchdog | undefined
 ): Effect.Effect<CodexWorker, WorkerSpawnError, ChildProcessSpawner | Scope.Scope> =>
   Effect.gen(function*() {
+    const { graceMs, scanIntervalMs, spawnTimeoutMs } = processSettings(options)
     const command = options.command ?? defaultCodexCommand()
     yield* Effect.annotateCurrentSpan("codex.command", command)
-    const spawnTimeoutMs = options.spawnTimeoutMs ?? 30_000
-    const graceMs = options.killGraceMs ?? 2_000
-    const scanIntervalMs = options.processScanIntervalMs ?? 1_000
     // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
     const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
     if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
@@ -494,7 +502,7 @@ export const make = (
                 reason: "Timeout",
                 pid: proc.pid,
                 stderrTail,
-                cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
+                cause: `no answer to initialize within spawnTimeout (${spawnTimeoutMs} ms)`
               })
             ))
       }),

@@ -10,6 +10,14 @@
  * `PoolShutdownError`, finalizes idle workers at once and leased ones when
  * their lease ends (or after `shutdownTimeout`).
  *
+ * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
+ * number of milliseconds). A limit of time (`idleTimeout`, `acquireTimeout`,
+ * `leaseTimeout`, an acquire's `timeout`) is > 0, with `Duration.infinity`
+ * for no limit; zero is refused. `shutdownTimeout` may be zero (leased
+ * workers are finalized at once) or `Duration.infinity` (wait for ever).
+ * `layerConfig` reads the options that are values from `Config`s, a bad one
+ * failing the layer with a `ConfigError` (options from code stay a defect).
+ *
  * Workers are made by the `acquire` effect inside a scope of their own, so
  * whatever `acquire` registers with `Effect.acquireRelease` or
  * `Effect.addFinalizer` runs when the worker is finalized: on idle retirement,
@@ -57,15 +65,18 @@
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as WorkerPool from "codex-worker-pool/WorkerPool"
+ * import { WorkerPool } from "codex-worker-pool"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* WorkerPool.make({
- *     acquire: Effect.acquireRelease(Effect.sync(() => new Connection()), (c) => Effect.sync(() => c.close())),
+ *     acquire: Effect.acquireRelease(
+ *       Effect.promise(() => openConnection()),
+ *       (connection) => Effect.promise(() => connection.close())
+ *     ),
  *     size: 2,
  *     acquireTimeout: "30 seconds"
  *   })
- *   return yield* pool.use((connection) => connection.query("select 1"))
+ *   return yield* pool.use((connection) => Effect.promise(() => connection.query("select 1")))
  * }).pipe(Effect.scoped)
  * ```
  *
@@ -74,6 +85,7 @@
 import {
   Cause,
   Clock,
+  Config,
   Context,
   Deferred,
   Duration,
@@ -90,8 +102,8 @@ import {
 import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { checkEffectAcquireOptions, toMillis } from "./internal/options.ts"
-import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
+import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
+import { checkConfigOptions, CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
 import { isTraced, noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
 
 /**
@@ -113,23 +125,34 @@ export interface Options<W, E, R> {
   readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
   /** Most workers alive (idle, leased or being created) at once. An integer >= 1. */
   readonly size: number
-  /** How long a worker may stay idle before it is finalized. Default 5 minutes; 0 disables. */
+  /**
+   * How long a worker may stay idle before it is finalized. Default 5 minutes;
+   * `Duration.infinity`: never. Must be > 0.
+   */
   readonly idleTimeout?: Duration.Input | undefined
-  /** How long an acquire may wait in the queue before failing with `AcquireTimeoutError`. Default: no limit (0). */
+  /**
+   * How long an acquire may wait in the queue before failing with
+   * `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. Must be > 0.
+   */
   readonly acquireTimeout?: Duration.Input | undefined
   /** Most waiters queued at once; one more fails at once with `QueueFullError`. Default: unbounded. */
   readonly maxQueue?: number | undefined
   /** Idle workers kept warm (made ahead of demand, never retired), within `size`. Default 0. */
   readonly minIdle?: number | undefined
-  /** How long shutdown waits for leased workers to come back before finalizing them anyway. Default 30 seconds. */
+  /**
+   * How long shutdown waits for leased workers to come back before finalizing
+   * them anyway. Default 30 seconds; `Duration.infinity`: wait for ever; zero:
+   * finalize them at once.
+   */
   readonly shutdownTimeout?: Duration.Input | undefined
   /**
    * Longest a lease may be held. When it runs out the worker is taken out of
-   * service (finalized when the lease ends) and `onLeaseTimeout` runs. Default 0: no limit.
+   * service (finalized when the lease ends) and `onLeaseTimeout` runs.
+   * Default (or `Duration.infinity`): no limit. Must be > 0.
    */
   readonly leaseTimeout?: Duration.Input | undefined
-  /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
-  readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
+  /** Runs when a lease outlives `leaseTimeout` (its second argument), e.g. to kill a stuck worker's processes. */
+  readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
   /**
    * Names the pool in metrics (`pool` attribute) and logs. Default
    * "worker-pool". Pools may share a name: each one's series also carry a
@@ -143,14 +166,14 @@ export interface Options<W, E, R> {
 
 /**
  * Options of a single acquire. Bad ones (a `timeout` that is not a duration
- * >= 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
+ * > 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
  * raised before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
  */
 export interface AcquireOptions {
-  /** Overrides the pool's `acquireTimeout` for this acquire; 0 waits without limit. */
+  /** Overrides the pool's `acquireTimeout` for this acquire; `Duration.infinity` waits without limit. */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -419,13 +442,16 @@ export const make = <W, E = never, R = never>(
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
+    const leaseTimeout = Duration.millis(settings.leaseTimeout)
     const expireLease = (slot: Slot<W>) =>
       Effect.suspend(() => {
         leaseTimers.delete(slot)
         core.invalidate(slot)
         const ms = settings.leaseTimeout
         return Effect.logWarning(`worker-pool: a lease outlived leaseTimeout (${ms} ms); the worker is retired`).pipe(
-          Effect.andThen(options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, ms)),
+          Effect.andThen(
+            options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, leaseTimeout)
+          ),
           Effect.catchCause((cause) => Effect.logWarning("worker-pool: onLeaseTimeout failed", cause))
         )
       })
@@ -524,7 +550,7 @@ export const make = <W, E = never, R = never>(
       }
       const done = Deferred.await(drained)
       return Effect.timeoutOrElse(done, {
-        duration: settings.shutdownTimeout === 0 ? Duration.infinity : settings.shutdownTimeout,
+        duration: settings.shutdownTimeout,
         orElse: () => {
           core.finalizeLeased()
           return done
@@ -656,14 +682,11 @@ export const make = <W, E = never, R = never>(
           ))
       })
 
-    /** The acquire timeout `options` ask for (validated; 0: none), or their `PoolOptionsError`. */
+    /** The acquire timeout `options` ask for (validated; in ms, 0: none), or their `PoolOptionsError`. */
     const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
       const invalid = checkEffectAcquireOptions(options)
       if (invalid !== undefined) return invalid
-      const timeout = options?.timeout
-      if (timeout === undefined) return settings.acquireTimeout
-      const ms = typeof timeout === "number" ? timeout : toMillis(timeout)
-      return ms === Infinity ? 0 : ms
+      return timeoutMillis(options?.timeout, settings.acquireTimeout)
     }
 
     const internals: Internals<W> = {
@@ -716,8 +739,18 @@ export const make = <W, E = never, R = never>(
  *
  * @example
  * ```ts
+ * import { Context, Effect } from "effect"
+ * import { WorkerPool } from "codex-worker-pool"
+ *
  * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
- * const ConnectionsLive = WorkerPool.layer(Connections, { acquire: openConnection, size: 4 })
+ *
+ * const ConnectionsLive = WorkerPool.layer(Connections, {
+ *   acquire: Effect.acquireRelease(
+ *     Effect.promise(() => openConnection()),
+ *     (connection) => Effect.promise(() => connection.close())
+ *   ),
+ *   size: 4
+ * })
  * ```
  *
  * @since 0.1.0
@@ -726,4 +759,81 @@ export const make = <W, E = never, R = never>(
 export const layer = <I, W, E = never, R = never>(
   key: Context.Key<I, WorkerPool<W, E>>,
   options: Options<W, E, R>
-): Layer.Layer<I, never, R> => Layer.effect(key, make(options))
+): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.effect(key, make(options))
+
+/**
+ * The options of a pool that are plain values, which {@link layerConfig}
+ * reads from `Config`s: all but `acquire` and `onLeaseTimeout`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ValueOptions = Omit<Options<unknown, unknown, unknown>, "acquire" | "onLeaseTimeout">
+
+/**
+ * Options of {@link layerConfig}: `acquire` and `onLeaseTimeout` as in
+ * {@link Options} (code, not configuration), every other option as a
+ * `Config` of its value.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConfigOptions<W, E, R> =
+  & {
+    /** Makes one worker, as in {@link Options}. */
+    readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+    /** Runs when a lease outlives `leaseTimeout`, as in {@link Options}. */
+    readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
+  }
+  & { readonly [K in keyof ValueOptions]: Config.Wrap<ValueOptions[K]> }
+
+/**
+ * {@link layer} with the options that are values read from `Config`s (e.g.
+ * the environment, through the current `ConfigProvider`), while `acquire` and
+ * `onLeaseTimeout` come from code.
+ *
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`size: 0`, a negative duration, `minIdle` above `size`), fails the layer
+ * with a `ConfigError` naming it, in the error channel, not as a defect.
+ * Durations read with `Config.Duration` take strings such as `"30 seconds"`
+ * or `"Infinity"`.
+ *
+ * @example
+ * ```ts
+ * import { Config, Context, Effect } from "effect"
+ * import { WorkerPool } from "codex-worker-pool"
+ *
+ * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
+ *
+ * const ConnectionsLive = WorkerPool.layerConfig(Connections, {
+ *   acquire: Effect.acquireRelease(
+ *     Effect.promise(() => openConnection()),
+ *     (connection) => Effect.promise(() => connection.close())
+ *   ),
+ *   size: Config.Int("DB_POOL_SIZE"),
+ *   idleTimeout: Config.Duration("DB_POOL_IDLE_TIMEOUT").pipe(Config.withDefault("5 minutes"))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = <I, W, E = never, R = never>(
+  key: Context.Key<I, WorkerPool<W, E>>,
+  options: ConfigOptions<W, E, R>
+): Layer.Layer<I, Config.ConfigError, Exclude<R, Scope.Scope>> => {
+  const { acquire, onLeaseTimeout, ...values } = options
+  return Layer.effect(
+    key,
+    Config.unwrap<ValueOptions>(values as Config.Wrap<ValueOptions>).pipe(
+      Effect.flatMap(checkConfigOptions),
+      Effect.flatMap((read) =>
+        make<W, E, R>({
+          ...read,
+          acquire,
+          ...(onLeaseTimeout === undefined ? {} : { onLeaseTimeout })
+        })
+      )
+    )
+  )
+}

@@ -11,7 +11,8 @@
  *   `CodexWorkerHandle`, ...).
  * - `CodexProtocol`: the app-server protocol's types, generated from the
  *   pinned `@openai/codex`, and helpers typing requests and messages by method.
- * - The errors every API fails with.
+ * - The errors every API fails with, each a Schema of itself, and
+ *   `CodexWorkerPoolError`, the Schema of them all.
  *
  * This entry does not load `@effect/platform-node`. What spawns codex with
  * Node is in `codex-worker-pool/node`: `createCodexWorkerPool` (the promise
@@ -36,6 +37,7 @@ export {
 export {
   AcquireTimeoutError,
   ChannelClosedError,
+  CodexWorkerPoolError,
   JsonRpcError,
   LeaseTimeoutError,
   PoolOptionsError,

@@ -25,6 +25,11 @@
  * Approvals: a scripted shell command (`Reply.shellCommand`) on a thread with
  * `approvalPolicy: "untrusted"` makes the real binary ask for one offline.
  *
+ * Not covered here: the rest of what the model shows beyond text (reasoning,
+ * Codex's actions, images, structured output, every server request): see
+ * test/aiSdkRealFeatures.test.ts (real binary), test/aiSdkTurn.test.ts
+ * (recorded streams) and test/aiSdkServerRequests.test.ts (fake app-server).
+ *
  * Limits: needs the native codex binary (@openai/codex-linux-x64) and Linux
  * /proc. Every wait is bounded and no assertion depends on timing. A slow turn
  * is a `[mode:slow] [delay:60000]` prompt: one delta, then a pause no test
@@ -32,10 +37,14 @@
  */
 import { experimental_streamTextLowMemory, generateText, type ModelMessage, streamText } from "ai"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
+import {
+  type CodexPromiseWorkerPool,
+  type CodexWorkerHandle,
+  type CodexWorkerPoolOptions,
+  createCodexWorkerPool
+} from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
-import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
-import { type CodexPoolLike, createCodexProvider } from "../src/ai-sdk.ts"
+import { type CodexPoolLike, createCodexProvider, type ThreadDefaults } from "../src/ai-sdk/index.ts"
 import { LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
 import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
 import * as Reply from "../src/testing/Reply.ts"
@@ -155,7 +164,7 @@ interface Setup {
 }
 
 const setup = (
-  options: CodexWorkerPool.Options & { readonly ephemeral?: boolean } = {}
+  options: CodexWorkerPoolOptions & { readonly ephemeral?: boolean } = {}
 ): Setup => {
   const { ephemeral = true, ...poolOptions } = options
   const pool = createCodexWorkerPool({
@@ -169,7 +178,7 @@ const setup = (
   })
   pools.push(pool)
   const observed = observe(pool)
-  const threadDefaults = { ephemeral, approvalPolicy: "never", sandbox: "read-only" }
+  const threadDefaults: ThreadDefaults = { ephemeral, approvalPolicy: "never", sandbox: "read-only" }
   return {
     pool,
     observed,
@@ -472,7 +481,7 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
     timeout: TEST_TIMEOUT_MS
   }, async () => {
     const { pool } = setup({ poolSize: 1 })
-    const threadDefaults = { ephemeral: true, approvalPolicy: "untrusted", sandbox: "danger-full-access" }
+    const threadDefaults: ThreadDefaults = { ephemeral: true, approvalPolicy: "untrusted", sandbox: "danger-full-access" }
     const asked: Array<string> = []
     const declining = createCodexProvider({ pool, threadDefaults })("mock-model")
     const accepting = createCodexProvider({
@@ -583,7 +592,7 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
       "the second call"
     )
     expect(second.text).toBe(echo(prompt("second")))
-    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
     // Codex sent the first exchange as history, and only the new message as the turn.
     const input = (modelRequest(prompt("second"))!.body as { input: Array<any> }).input
     const conversation = input
@@ -615,7 +624,7 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
     expect(observed.leases[1]).not.toBe(observed.leases[0])
     expect(observed.leases[1]!.workerKey).toBe(observed.leases[0]!.workerKey)
     // codex cannot resume an ephemeral thread: the same id means the loaded thread was continued directly.
-    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
     expect(second.text).toBe(echo(prompt("second")))
     await shutdownAndCheck(pool)
   })
@@ -635,12 +644,12 @@ describe("AI SDK over real codex: streams, aborts, failures, crashes, threads, u
 })
 
 // -----------------------------------------------------------------------------
-// Known failures (bugs in src, see the report); each names the expected behaviour
+// Regressions: each was a bug of the model once; the comment says what it was
 // -----------------------------------------------------------------------------
 
-describe("AI SDK over real codex: expected behaviour src does not have yet", () => {
-  // src/ai-sdk.ts Turn.#run: `if (signal.aborted) return this.#abort(...)` leaves the phase "starting" with no
-  // request in flight, so nothing ever releases the worker.
+describe("AI SDK over real codex: regressions", () => {
+  // Was: Turn.#run's `if (signal.aborted) return this.#abort(...)` left the phase "starting" with no
+  // request in flight, so nothing ever released the worker.
   it("an abort right as a queued call is handed the worker still releases the worker", {
     timeout: TEST_TIMEOUT_MS
   }, async () => {
@@ -663,7 +672,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
     await shutdownAndCheck(pool)
   })
 
-  // src/ai-sdk.ts doGenerate builds its text content without the text parts' providerMetadata (the thread id).
+  // Was: doGenerate built its text content without the text parts' providerMetadata (the thread id).
   it("thread continuation: passing back generateText's response.messages resumes the same thread", {
     timeout: TEST_TIMEOUT_MS
   }, async () => {
@@ -678,7 +687,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
       generateText({ model, messages: [question, ...first.response.messages, { role: "user", content: prompt("second") }] }),
       "the second call"
     )
-    expect(second.providerMetadata?.["codex"]).toEqual({ threadId })
+    expect(second.providerMetadata?.["codex"]).toEqual({ threadId, turnId: expect.any(String) })
     await shutdownAndCheck(pool)
   })
 
@@ -703,7 +712,7 @@ describe("AI SDK over real codex: expected behaviour src does not have yet", () 
     await shutdownAndCheck(pool)
   })
 
-  // src/ai-sdk.ts Turn.#run: the onClose listener ignores a close without an error (a close by the pool).
+  // Was: Turn.#run's onClose listener ignored a close without an error (a close by the pool).
   it("a stream whose busy worker is killed by shutdown ends with an error", { timeout: TEST_TIMEOUT_MS }, async () => {
     const { pool, model } = setup({ poolSize: 1, shutdownTimeoutMs: 500 })
     const slowText = prompt(`running at shutdown ${SLOW}`)

@@ -19,7 +19,7 @@ import { ChannelClosedError, JsonRpcError, RequestTimeoutError, WorkerSpawnError
 import * as JsonRpc from "../src/internal/jsonRpc.ts"
 import { layerChildProcessSpawner } from "../src/node.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
-import { fakePoolOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
+import { fakeServiceOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
 import { makeResources } from "./helpers/resources.ts"
 import { attributesOf, durationMs, makeSpanRecorder, parentOf } from "./helpers/spans.ts"
 
@@ -378,7 +378,7 @@ describe("a Codex pool's spans (real processes)", () => {
     const name = uniqueName("codex")
     return rec.traced(Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const pool = yield* Scope.provide(CodexWorkerPool.make(fakePoolOptions(marker, [], { name })), scope)
+      const pool = yield* Scope.provide(CodexWorkerPool.make(fakeServiceOptions(marker, [], { name })), scope)
       const pid = yield* pool.use((worker) => Effect.as(worker.request("cwp/received", {}), worker.pid)).pipe(
         Effect.withSpan("user")
       )
@@ -421,7 +421,7 @@ describe("a Codex pool's spans (real processes)", () => {
     const rec = makeSpanRecorder()
     return rec.traced(Effect.gen(function*() {
       const pid = yield* Effect.scoped(Effect.gen(function*() {
-        const worker = yield* CodexWorker.make(fakePoolOptions(marker))
+        const worker = yield* CodexWorker.make(fakeServiceOptions(marker))
         yield* worker.terminate(new ChannelClosedError({ reason: "test" })).pipe(Effect.withSpan("user"))
         return worker.pid
       }))
@@ -429,7 +429,7 @@ describe("a Codex pool's spans (real processes)", () => {
       expect(parentOf(kill)).toBe(rec.only("user"))
       expect(kill.attributes.get("codex.pid")).toBe(pid)
 
-      const failed = yield* Effect.flip(Effect.scoped(CodexWorker.make(fakePoolOptions(marker, ["--exit-before-initialize"]))))
+      const failed = yield* Effect.flip(Effect.scoped(CodexWorker.make(fakeServiceOptions(marker, ["--exit-before-initialize"]))))
       expect(failed).toBeInstanceOf(WorkerSpawnError)
       const [, spawn] = rec.named("CodexWorker.spawn")
       const exit = spawn!.status._tag === "Ended" ? spawn!.status.exit : undefined

@@ -34,7 +34,9 @@
  * - a function call of `exec_command` runs a shell command (a
  *   `commandExecution` item) when the thread's approval policy and sandbox
  *   allow it; a call of a dynamic tool becomes an `item/tool/call` server
- *   request; either way codex then asks the model again with the output;
+ *   request; a custom call of `apply_patch` a `fileChange` item; either way
+ *   codex then asks the model again with the output;
+ * - a web search becomes a `webSearch` item (no further request);
  * - `fail`, `cut`, HTTP 500 and 401 fail the turn (an `error` notification,
  *   then `turn/completed` with status "failed"); a 429 with `retry-after` is
  *   retried after that delay when the provider allows stream retries, a 429
@@ -125,7 +127,10 @@ export interface ModelRequest {
   readonly images: ReadonlyArray<string>
   /** Names of the tools offered in `body.tools` (the `type` for tools without a name, e.g. `web_search`). */
   readonly toolNames: ReadonlyArray<string>
-  /** `function_call_output` items after the last user message: this turn's tool results so far. */
+  /**
+   * `function_call_output` and `custom_tool_call_output` items after the last
+   * user message: this turn's tool results so far.
+   */
   readonly toolOutputs: ReadonlyArray<ToolOutput>
 }
 
@@ -365,7 +370,9 @@ const describeRequest = (
   }
   const toolOutputs: Array<ToolOutput> = []
   for (const item of input.slice(userIndex + 1)) {
-    if (isRecord(item) && item["type"] === "function_call_output" && typeof item["call_id"] === "string") {
+    if (!isRecord(item)) continue
+    const type = item["type"]
+    if ((type === "function_call_output" || type === "custom_tool_call_output") && typeof item["call_id"] === "string") {
       toolOutputs.push({ callId: item["call_id"], output: item["output"] })
     }
   }
@@ -514,6 +521,30 @@ const planStream = (
           arguments: part.arguments,
           status: "completed"
         }
+        output.push(item)
+        frame("response.output_item.done", { output_index: outputIndex, item })
+        break
+      }
+      case "CustomToolCall": {
+        const id = `ct_${n}_${outputIndex}`
+        const callId = part.callId ?? `call_${n}_${outputIndex}`
+        frame("response.output_item.added", {
+          output_index: outputIndex,
+          item: { type: "custom_tool_call", id, call_id: callId, name: part.name, input: "", status: "in_progress" }
+        })
+        const item = { type: "custom_tool_call", id, call_id: callId, name: part.name, input: part.input, status: "completed" }
+        output.push(item)
+        frame("response.output_item.done", { output_index: outputIndex, item })
+        break
+      }
+      case "WebSearch": {
+        const id = `ws_${n}_${outputIndex}`
+        const action = { type: "search", query: part.query }
+        frame("response.output_item.added", {
+          output_index: outputIndex,
+          item: { type: "web_search_call", id, status: "in_progress", action }
+        })
+        const item = { type: "web_search_call", id, status: "completed", action }
         output.push(item)
         frame("response.output_item.done", { output_index: outputIndex, item })
         break

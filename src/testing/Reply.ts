@@ -14,6 +14,9 @@
  * - `functionCall(name, args)`: a call of a tool the request offered
  *   (`exec_command` for codex's shell, or a client's dynamic tool);
  *   `shellCommand(cmd)` is that call for codex's `exec_command` tool;
+ * - `customToolCall(name, input)`: a call of a freeform tool, e.g. codex's
+ *   `apply_patch` (`applyPatch(patch)`), offered to the models codex knows;
+ * - `webSearch(query)`: a web search the model ran itself;
  * - `fail(message)`: a `response.failed` event, then the stream ends;
  * - `cut()`: the stream ends here, without `response.completed`;
  * - `pause(ms)`: the stream waits before the next part;
@@ -28,9 +31,8 @@
  * can be reused for many requests.
  *
  * Limits: only the event shapes listed in each constructor are produced
- * (checked against codex-cli 0.169.0); no images, web searches, custom
- * (freeform) tool calls or refusal parts. Parts after `fail()` or `cut()` are
- * not sent.
+ * (checked against codex-cli 0.169.0); no images or refusal parts. Parts
+ * after `fail()` or `cut()` are not sent.
  *
  * @since 0.1.0
  */
@@ -92,6 +94,37 @@ export interface FunctionCallPart {
   readonly callId: string | undefined
   /** Namespace of a namespaced tool (e.g. `multi_agent_v1`), if any. */
   readonly namespace: string | undefined
+}
+
+/**
+ * A call of a freeform ("custom") tool: `response.output_item.added` and
+ * `response.output_item.done` with `{type: "custom_tool_call", call_id, name,
+ * input}`. Codex answers it with a `custom_tool_call_output` in its next
+ * request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CustomToolCallPart {
+  readonly _tag: "CustomToolCall"
+  readonly name: string
+  /** The tool's input, as is (e.g. a patch). */
+  readonly input: string
+  readonly callId: string | undefined
+}
+
+/**
+ * A web search the model ran: `response.output_item.added` and
+ * `response.output_item.done` with `{type: "web_search_call", status, action:
+ * {type: "search", query}}`. Codex shows it as a `webSearch` item; no request
+ * follows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WebSearchPart {
+  readonly _tag: "WebSearch"
+  readonly query: string
 }
 
 /**
@@ -160,7 +193,16 @@ export interface UsagePart {
  * @since 0.1.0
  * @category models
  */
-export type Part = TextPart | ReasoningPart | FunctionCallPart | FailPart | CutPart | PausePart | UsagePart
+export type Part =
+  | TextPart
+  | ReasoningPart
+  | FunctionCallPart
+  | CustomToolCallPart
+  | WebSearchPart
+  | FailPart
+  | CutPart
+  | PausePart
+  | UsagePart
 
 /**
  * An HTTP answer instead of a stream: a status, a JSON error body and headers.
@@ -221,6 +263,8 @@ export interface StreamOptions {
  *
  * @example
  * ```ts
+ * import { Reply, startModelServer } from "codex-worker-pool/testing"
+ *
  * const server = await startModelServer({ respond: () => Reply.text("Hello!", { deltas: 2 }) })
  * ```
  *
@@ -300,6 +344,44 @@ export const shellCommand = (
       : { cmd: string("command", command), login: false, workdir: options.workdir },
     { callId: options.callId }
   )
+
+/**
+ * A call of the freeform tool `name` with `input` sent as is. The name must
+ * be one the request offered as a `custom` tool (codex 0.169 offers
+ * `apply_patch` to the models it knows, e.g. `gpt-5.5`, not to unknown ones).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const customToolCall = (
+  name: string,
+  input: string,
+  options: { readonly callId?: string | undefined } = {}
+): CustomToolCallPart => ({
+  _tag: "CustomToolCall",
+  name: string("name", name),
+  input: string("input", input),
+  callId: options.callId === undefined ? undefined : string("callId", options.callId)
+})
+
+/**
+ * A call of codex's `apply_patch` with `patch` (`*** Begin Patch` ...
+ * `*** End Patch`): codex applies it as a `fileChange` item when the sandbox
+ * allows writing there, or asks for an approval first.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const applyPatch = (patch: string, options: { readonly callId?: string | undefined } = {}): CustomToolCallPart =>
+  customToolCall("apply_patch", patch, options)
+
+/**
+ * A web search for `query` that the model ran itself.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const webSearch = (query: string): WebSearchPart => ({ _tag: "WebSearch", query: string("query", query) })
 
 /**
  * A `response.failed` event with `error: { code, message }` (code default

@@ -104,6 +104,8 @@ const split = (text: string, count: number): Array<string> => {
  *
  * @example
  * ```ts
+ * import { createTestCodexWorkerPool, textTurns } from "codex-worker-pool/testing"
+ *
  * const pool = createTestCodexWorkerPool({
  *   poolSize: 1,
  *   script: textTurns({ reply: ({ text }) => text === "fail" ? { error: "model down" } : `You said: ${text}` })

@@ -468,6 +468,35 @@ describe("scripted replies", () => {
     })
   })
 
+  it("a custom tool call part (applyPatch) sends the call with its input as is", async () => {
+    const patch = "*** Begin Patch\n*** Add File: a.txt\n+a\n*** End Patch\n"
+    const server = await serve({ replies: [Reply.applyPatch(patch)] })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(eventsOf(frames)).toEqual([
+      "response.created",
+      "response.output_item.added",
+      "response.output_item.done",
+      "response.completed"
+    ])
+    expect(dataOf(frames, "response.output_item.added")[0]).toMatchObject({
+      item: { type: "custom_tool_call", name: "apply_patch", call_id: "call_1_0", input: "" }
+    })
+    expect(dataOf(frames, "response.output_item.done")[0]).toMatchObject({
+      item: { type: "custom_tool_call", id: "ct_1_0", name: "apply_patch", call_id: "call_1_0", input: patch }
+    })
+    expect(Reply.customToolCall("x", "y", { callId: "c" })).toEqual({ _tag: "CustomToolCall", name: "x", input: "y", callId: "c" })
+    expect(() => Reply.customToolCall("x", 1 as never)).toThrow(TypeError)
+  })
+
+  it("a web search part sends a completed web_search_call with its query", async () => {
+    const server = await serve({ replies: [[Reply.webSearch("codex"), Reply.text("found")]] })
+    const frames = await framesOf(await post(server, codexLikeBody("hi")))
+    expect(dataOf(frames, "response.output_item.done")[0]).toMatchObject({
+      item: { type: "web_search_call", id: "ws_1_0", status: "completed", action: { type: "search", query: "codex" } }
+    })
+    expect(server.requests[0]!.replyText).toBe("found")
+  })
+
   it("shellCommand is a call of codex's exec_command tool", () => {
     expect(Reply.shellCommand("echo hi", { callId: "c1" })).toEqual({
       _tag: "FunctionCall",
@@ -621,7 +650,9 @@ describe("recorded requests", () => {
           content: [{ type: "input_text", text: "look" }, { type: "input_image", image_url: "data:image/png;base64,AAAA" }]
         },
         { type: "function_call", call_id: "c1", name: "exec_command", arguments: "{}" },
-        { type: "function_call_output", call_id: "c1", output: "ran" }
+        { type: "function_call_output", call_id: "c1", output: "ran" },
+        { type: "custom_tool_call", call_id: "c2", name: "apply_patch", input: "*** Begin Patch" },
+        { type: "custom_tool_call_output", call_id: "c2", output: "patched" }
       ],
       tools: [{ type: "function", name: "exec_command" }, { type: "namespace", name: "multi_agent_v1" }, {
         type: "web_search"
@@ -640,7 +671,7 @@ describe("recorded requests", () => {
       userText: "look",
       images: ["data:image/png;base64,AAAA"],
       toolNames: ["exec_command", "multi_agent_v1", "web_search"],
-      toolOutputs: [{ callId: "c1", output: "ran" }]
+      toolOutputs: [{ callId: "c1", output: "ran" }, { callId: "c2", output: "patched" }]
     })
     expect(server.requests[0]!.headers["authorization"]).toBe("Bearer sk-test")
   })

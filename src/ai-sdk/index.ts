@@ -1,0 +1,194 @@
+/**
+ * An AI SDK language model (`LanguageModelV3`, for `ai` 6 and 7) that runs
+ * each call as one Codex turn on a worker leased from a Codex worker pool,
+ * and shows what Codex does: its text, its reasoning, and its own actions
+ * (commands, file changes, MCP tools, web searches, dynamic tools) as
+ * provider-executed tool calls.
+ *
+ * Guarantees:
+ * - a call beyond the pool's capacity waits in its FIFO queue; aborting the
+ *   call's `abortSignal` while queued takes no worker and rejects with the
+ *   signal's reason (the AbortError);
+ * - the worker is released exactly once on every path: finish, failed turn,
+ *   consumer cancel, abort mid-stream (after `turn/interrupt` and a bounded
+ *   wait for the interrupted `turn/completed`), and worker crash;
+ * - a worker that dies mid-turn ends the stream at once with its
+ *   `WorkerCrashedError`; a worker whose interrupt is not confirmed within
+ *   `interruptTimeoutMs` is invalidated rather than reused;
+ * - every server request is answered (approvals through `approvals`, default
+ *   decline; permissions, user input and MCP elicitations through their
+ *   callbacks, with safe defaults), so a turn never hangs on one;
+ * - per-call settings (`providerOptions.codex`) are validated with Schema
+ *   before a worker is leased; a bad field fails with a `PoolOptionsError`
+ *   naming it;
+ * - images reach Codex as image inputs; a call's temporary files are removed
+ *   when it ends, on every path.
+ *
+ * Threads: each call starts a thread (`thread/start`, with `threadDefaults`)
+ * unless `providerOptions.codex.threadId` names one, or the prompt's last
+ * assistant message carries a thread id in its provider metadata (which this
+ * model writes on every part and on `finish`): then it continues that thread
+ * and sends only the messages after it. A worker that has the thread loaded
+ * continues it directly; another one asks for `thread/resume`; a thread that
+ * cannot be resumed (an ephemeral thread that lived on another worker) is
+ * replaced by a new one that gets the whole conversation, unless the thread
+ * was named explicitly (then the call fails). System messages become a new
+ * thread's `developerInstructions`. `account` and `workspace` go to the
+ * pool's `acquire`; the thread is not passed as an affinity hint yet.
+ *
+ * Limits: AI SDK function tools are not passed to Codex (a later addition;
+ * see `toolParking.ts`); sampling settings (temperature, topP, ...) are not
+ * either; each is reported as an "unsupported" warning. Token usage is
+ * reported only for completed turns. Reasoning needs a model that reasons and
+ * `effort` / `summary` settings. See `streamParts.ts` for how `streamText`
+ * treats streamed tool output.
+ *
+ * Modules: `settings.ts` (the per-call settings schema), `promptInput.ts`
+ * (prompt to turn input), `tempFiles.ts`, `streamParts.ts` (item events to
+ * stream parts), `usage.ts`, `approvals.ts` (server requests),
+ * `toolParking.ts` (dynamic tool calls: the seam for AI SDK tools), `turn.ts`
+ * (one call's lifecycle), `model.ts` (the language model).
+ *
+ * @example
+ * ```ts
+ * import { streamText } from "ai"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
+ * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
+ *
+ * const pool = createCodexWorkerPool({ poolSize: 2 })
+ * const codex = createCodexProvider({
+ *   pool,
+ *   threadDefaults: { ephemeral: true, approvalPolicy: "never" },
+ *   callDefaults: { effort: "medium", summary: "auto" }
+ * })
+ * const result = streamText({ model: codex("gpt-5.1-codex"), prompt: "List the files here" })
+ * for await (const part of result.fullStream) {
+ *   if (part.type === "reasoning-delta") process.stdout.write(part.text)
+ *   if (part.type === "tool-call") console.log("codex runs", part.toolName, part.input)
+ *   if (part.type === "text-delta") process.stdout.write(part.text)
+ * }
+ * await pool.shutdown()
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { LanguageModelV3 } from "@ai-sdk/provider"
+import { Schema } from "effect"
+import { PoolOptionsError } from "../errors.ts"
+import { decodeOptions, Function, Millis } from "../internal/options.ts"
+import type { ServerRequestHandlers } from "./approvals.ts"
+import { CodexLanguageModel } from "./model.ts"
+import type { ImageInputMode } from "./promptInput.ts"
+import { type CodexCallOptions, parseCallOptions } from "./settings.ts"
+import type { CodexPoolLike, ThreadDefaults } from "./turn.ts"
+
+export type {
+  ApprovalDecision,
+  ApprovalRequest,
+  ServerRequestContext,
+  ServerRequestHandlers
+} from "./approvals.ts"
+export type { ImageInputMode } from "./promptInput.ts"
+export { CallOptionsSchema, type CodexAcquireOptions, type CodexCallOptions } from "./settings.ts"
+export { mcpToolName, PRELIMINARY_OUTPUT_LIMIT, toolNames } from "./streamParts.ts"
+export type { CodexPoolLike, ThreadDefaults } from "./turn.ts"
+
+/**
+ * Options of {@link createCodexProvider}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexProviderOptions extends ServerRequestHandlers {
+  /** The pool the model leases workers from. */
+  readonly pool: CodexPoolLike
+  /** Sent with every `thread/start` (and `thread/resume`): cwd, approvalPolicy, sandbox, ephemeral, ... */
+  readonly threadDefaults?: ThreadDefaults | undefined
+  /** Per-call settings of every call (`providerOptions.codex` overrides them field by field). */
+  readonly callDefaults?: CodexCallOptions | undefined
+  /** How long to wait for an interrupted turn to end before invalidating the worker. Default 5000 ms. */
+  readonly interruptTimeoutMs?: number | undefined
+  /**
+   * How long a server-request callback (`approvals`, `permissions`, ...) may
+   * take before the safe default is sent instead. Default 300000 ms (5 min);
+   * `Infinity` waits as long as the turn lasts.
+   */
+  readonly serverRequestTimeoutMs?: number | undefined
+  /** How image bytes reach Codex: a temporary `localImage` file (default) or an inline data URL. */
+  readonly imageInput?: ImageInputMode | undefined
+  /**
+   * Send streamed command output and MCP progress as preliminary tool results
+   * (default true); see the module header of `streamParts.ts` for how
+   * `streamText` lists them. Per call: `providerOptions.codex.streamToolOutput`.
+   */
+  readonly streamToolOutput?: boolean | undefined
+}
+
+/**
+ * A provider: call it with a model id to get a language model.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexProvider {
+  (modelId: string): LanguageModelV3
+  languageModel(modelId: string): LanguageModelV3
+}
+
+const isPool = (u: unknown): u is CodexPoolLike =>
+  typeof u === "object" && u !== null && typeof (u as CodexPoolLike).acquire === "function" &&
+  typeof (u as CodexPoolLike).release === "function" && typeof (u as CodexPoolLike).invalidate === "function"
+
+const isObject = (u: unknown): u is object => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const ProviderOptionsSchema = Schema.Struct({
+  pool: Schema.declare(isPool, { expected: "a pool from createCodexWorkerPool" }),
+  threadDefaults: Schema.optional(Schema.declare(isObject, { expected: "an object of thread/start params" })),
+  callDefaults: Schema.optional(Schema.Unknown),
+  interruptTimeoutMs: Schema.optional(Millis),
+  serverRequestTimeoutMs: Schema.optional(Millis),
+  imageInput: Schema.optional(Schema.Literals(["localImage", "dataUrl"])),
+  streamToolOutput: Schema.optional(Schema.Boolean),
+  approvals: Schema.optional(Function),
+  permissions: Schema.optional(Function),
+  userInput: Schema.optional(Function),
+  elicitation: Schema.optional(Function),
+  chatgptAuthTokens: Schema.optional(Function)
+})
+
+/**
+ * Creates the provider. Bad options throw a `PoolOptionsError` naming the option.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createCodexProvider = (options: CodexProviderOptions): CodexProvider => {
+  if (!isPool((options as { pool?: unknown } | undefined)?.pool)) {
+    throw new PoolOptionsError({
+      message: "Invalid createCodexProvider options: pool: Expected a pool from createCodexWorkerPool."
+    })
+  }
+  decodeOptions("createCodexProvider", ProviderOptionsSchema, options)
+  const callDefaults = parseCallOptions("createCodexProvider options: callDefaults", options.callDefaults)
+  const settings = {
+    pool: options.pool,
+    loadedThreads: new WeakMap(),
+    threadDefaults: options.threadDefaults ?? {},
+    interruptTimeoutMs: options.interruptTimeoutMs ?? 5_000,
+    serverRequestTimeoutMs: options.serverRequestTimeoutMs ?? 300_000,
+    handlers: {
+      approvals: options.approvals,
+      permissions: options.permissions,
+      userInput: options.userInput,
+      elicitation: options.elicitation,
+      chatgptAuthTokens: options.chatgptAuthTokens
+    },
+    // The seam for AI SDK function tools (see toolParking.ts): none yet.
+    toolCalls: undefined,
+    imageInput: options.imageInput ?? "localImage",
+    callDefaults,
+    streamToolOutput: options.streamToolOutput ?? true
+  }
+  const languageModel = (modelId: string): LanguageModelV3 => new CodexLanguageModel(modelId, settings)
+  return Object.assign((modelId: string) => languageModel(modelId), { languageModel })
+}
