@@ -249,5 +249,5 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
     return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
-  })
+  }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 
