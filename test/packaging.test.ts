@@ -15,6 +15,9 @@
  *   import, and `createTestCodexWorkerPool` of the testing entry runs a turn
  *   and shuts down; the `./node` entry, loaded the same way, fails on it (the
  *   hook sees what it must).
+ * - The `./effect-ai` entry also imports with `ai` and `@ai-sdk/*`
+ *   unresolvable: it uses the AI SDK model's code but only the types of
+ *   those optional peers.
  *
  * Entries are read from package.json's `exports`: `./dist/X.js` is built from
  * `src/X.ts`.
@@ -186,6 +189,16 @@ describe("entries and @effect/platform-node", () => {
     const { resolved, result } = loaded(await load(path.join(root, "src/testing/index.ts"), ["--use-test-pool"]))
     expect(result).toMatchObject({ threadId: "string", stats: { created: 1, finalized: 1, closed: true } })
     expect(resolved.filter((url) => url.includes("/@effect/platform-node"))).toEqual([])
+  })
+
+  it("at runtime, the ./effect-ai entry imports with ai and @ai-sdk/* unresolvable too (type-only use)", async () => {
+    const { resolved, result } = loaded(await load(path.join(root, "src/effect-ai/index.ts"), ["--block-ai-sdk"]))
+    expect(result).toEqual(["CodexLanguageModel", "CodexTool"])
+    expect(resolved.filter((url) => /\/node_modules\/(ai|@ai-sdk)\//.test(url))).toEqual([])
+    // The hook does block them: a module that loads `ai` fails with it.
+    const blocked = await load(path.join(root, "test/fixtures/imports-ai.ts"), ["--block-ai-sdk"])
+    expect(blocked.code).toBe(1)
+    expect(blocked.stderr).toContain("blocked: ai ")
   })
 
   it("at runtime, the ./node entry fails to load when @effect/platform-node is unresolvable (the hook sees it)", async () => {
