@@ -59,7 +59,7 @@ const layer = () =>
       command: codexBinaryPath(),
       ...codexProcessOptions({ baseUrl: server.url, codexHome: home.path, config: [markerArg(marker)] }),
       poolSize: 1,
-      shutdownTimeoutMs: 1_000
+      shutdownTimeout: "1 second"
     }))
   )
 
