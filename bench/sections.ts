@@ -31,6 +31,11 @@ export const registry: ReadonlyArray<SectionEntry> = [
     load: () => import("./pool/section.ts")
   },
   {
+    name: "ratelimits",
+    description: "measurement 8: rate-limit admission vs rate-limiter-flexible, memory and Redis",
+    load: () => import("./rateLimits.ts")
+  },
+  {
     name: "codex",
     description: "measurement 7: real Codex app-server workers (bench/codex.ts, exporting `section: Section`)",
     load: optional("./codex.ts")

@@ -59,7 +59,7 @@ import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, type MakeWorker, processStats, validate, WorkerFactory } from "./internal/codexPool.ts"
+import { makeParts, type MakeWorker, processStats, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
 import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
@@ -181,13 +181,39 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
 }
 
 /**
- * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, and how
- * the pool logs.
+ * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, with times
+ * as numbers of milliseconds under `...Ms` names (where 0 means no limit), and
+ * how the pool logs. Bad options throw a `PoolOptionsError` naming the option.
  *
  * @since 0.1.0
  * @category models
  */
-export interface CodexWorkerPoolOptions extends CodexWorkerPool.Options {
+export interface CodexWorkerPoolOptions extends
+  Omit<
+    CodexWorkerPool.Options,
+    | "idleTimeout"
+    | "acquireTimeout"
+    | "leaseTimeout"
+    | "shutdownTimeout"
+    | "spawnTimeout"
+    | "killGrace"
+    | "processScanInterval"
+  >
+{
+  /** Idle time before a worker is retired. Default 300000 (5 minutes); 0 disables. */
+  readonly idleTimeoutMs?: number | undefined
+  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit (0). */
+  readonly acquireTimeoutMs?: number | undefined
+  /** Longest lease; then the worker's tree is killed (`LeaseTimeoutError`). Default 300000; 0 disables. */
+  readonly leaseTimeoutMs?: number | undefined
+  /** How long shutdown waits for leased workers before killing them anyway. Default 30000; 0 waits for ever. */
+  readonly shutdownTimeoutMs?: number | undefined
+  /** Longest time from spawn to the answer to `initialize`. Default 30000; must be > 0. */
+  readonly spawnTimeoutMs?: number | undefined
+  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000; 0: SIGKILL at once. */
+  readonly killGraceMs?: number | undefined
+  /** How often the worker's descendants are looked up in `/proc`. Default 1000; must be > 0. */
+  readonly processScanIntervalMs?: number | undefined
   /**
    * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
    * every line codex writes to stderr (`pid`), JSON-RPC details. Default
@@ -427,7 +453,7 @@ export const makeCodexPromisePool = (
   /** The test pool's fake workers (src/testing); real processes when absent. */
   makeWorker?: MakeWorker | undefined
 ): CodexPromiseWorkerPool => {
-  const settings = validate(options, true)
+  const settings = validateFacade(options)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))

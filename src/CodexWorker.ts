@@ -7,7 +7,7 @@
  * - `initialize` is sent exactly once per process and its result cached in
  *   `initializeResult` (the server refuses a second one), followed by
  *   `initialized`; a spawn that fails, exits before answering, or does not
- *   answer within `spawnTimeoutMs` fails with `WorkerSpawnError` naming the
+ *   answer within `spawnTimeout` fails with `WorkerSpawnError` naming the
  *   command, the failed step (`reason`) and the last stderr lines;
  * - `codexHome`, when given, is created (with its parents, mode 0700) if it
  *   does not exist, since codex exits at start without it; a relative one is
@@ -16,7 +16,7 @@
  * - the tree is tracked from the moment the process exists: scanned at spawn,
  *   every 10 ms until `initialize` is answered (a codex that dies during the
  *   handshake re-parents its children at once), then every
- *   `processScanIntervalMs`. It is killed on every failed spawn (exit,
+ *   `processScanInterval`. It is killed on every failed spawn (exit,
  *   timeout, interruption) exactly as on every other end of a worker;
  * - when the process exits, every pending request fails at once with one
  *   `WorkerCrashedError` (exit code or signal and the last 50 stderr lines,
@@ -33,12 +33,21 @@
  * - when the worker's scope closes (idle retirement, invalidate, lease
  *   timeout, shutdown) the whole tree is killed: SIGTERM to codex's process
  *   group and to every descendant recorded in other groups or sessions (MCP
- *   servers, sandboxes), `killGraceMs` of grace, then SIGKILL; bounded by
- *   `killGraceMs` + about 1 s. Descendants are found by walking `/proc` while
+ *   servers, sandboxes), `killGrace` of grace, then SIGKILL; bounded by
+ *   `killGrace` + about 1 s. Descendants are found by walking `/proc` while
  *   the worker lives (see above, and before each kill), each recorded with its
  *   start time so that a reused PID is never signalled;
  * - while the worker lives its tree is registered with the host-exit hooks:
- *   if the host exits without shutting down, the tree is SIGKILLed.
+ *   if the host exits without shutting down, the tree is SIGKILLed;
+ * - spans: `make` runs under `CodexWorker.spawn` (`codex.command`,
+ *   `codex.pid`), the handshake under its child `CodexWorker.initialize`;
+ *   each request runs under a `codex.request` span (kind `client`: `rpc.method`,
+ *   `rpc.jsonrpc.request_id`, `codex.pid`, and `error.type` when it fails), a
+ *   child of the caller's span, made only when the caller's fiber has a tracer
+ *   installed; the tree kill runs under `ProcessTree.kill` (`codex.pid`, how
+ *   many processes got SIGTERM, whether SIGKILL followed, survivors), a child
+ *   of the span of the fiber that called `terminate`, or a trace of its own
+ *   when the worker's scope closed or it crashed.
  *
  * Limits: a line written just before codex closes its stdin can be lost
  * without an error (the pipe accepted it): the break shows at the next write,
@@ -50,7 +59,7 @@
  * D ms later: 50% of the children escaped at D = 0, 15% at 5 ms, none from
  * 8 ms on. A scan of a 20-thread codex takes about 0.15 ms, so the fast scans
  * cost about 1.5% of a core during the ~125 ms handshake of codex 0.169.
- * After the handshake the window is `processScanIntervalMs`. A blocked event
+ * After the handshake the window is `processScanInterval`. A blocked event
  * loop delays scans and widens the window. When the host process is SIGKILLed
  * nothing of ours runs: codex exits on stdin EOF, its descendants in other
  * groups may not (see the watchdog option of the pool). Linux only for
@@ -62,6 +71,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -86,9 +96,11 @@ import {
 } from "./errors.ts"
 import * as AppServerProcess from "./internal/appServerProcess.ts"
 import { defaultCodexCommand } from "./internal/codexBinary.ts"
+import { processSettings } from "./internal/options.ts"
 import * as ExitHooks from "./internal/exitHooks.ts"
 import * as JsonRpc from "./internal/jsonRpc.ts"
 import * as ProcessTree from "./internal/processTree.ts"
+import { withoutParentSpan } from "./internal/tracing.ts"
 import type { Watchdog } from "./internal/watchdog.ts"
 
 export type {
@@ -100,7 +112,9 @@ export type {
 } from "./internal/jsonRpc.ts"
 
 /**
- * How a codex process is started.
+ * How a codex process is started. Times are `Duration.Input`s (`"30 seconds"`,
+ * `Duration.seconds(2)`, or a number of milliseconds). Bad options are a
+ * defect (`PoolOptionsError` naming the option).
  *
  * @since 0.1.0
  * @category models
@@ -120,16 +134,23 @@ export interface ProcessOptions {
    * taken relative to `cwd`.
    */
   readonly codexHome?: string | undefined
-  /** Longest time from spawn to the answer to `initialize`. Default 30000 ms. */
-  readonly spawnTimeoutMs?: number | undefined
-  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000 ms. */
-  readonly killGraceMs?: number | undefined
   /**
-   * How often the worker's descendants are looked up in `/proc`. Default 1000 ms.
+   * Longest time from spawn to the answer to `initialize`. Default 30 seconds;
+   * `Duration.infinity`: no limit. Must be > 0.
+   */
+  readonly spawnTimeout?: Duration.Input | undefined
+  /**
+   * Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default
+   * 2 seconds; zero: SIGKILL at once. Must be finite: kills are bounded.
+   */
+  readonly killGrace?: Duration.Input | undefined
+  /**
+   * How often the worker's descendants are looked up in `/proc`. Default 1 second;
+   * `Duration.infinity`: only at spawn and before each kill. Must be > 0.
    * From spawn until `initialize` is answered they are looked up every 10 ms
    * (or this interval, when shorter).
    */
-  readonly processScanIntervalMs?: number | undefined
+  readonly processScanInterval?: Duration.Input | undefined
   /**
    * Longest line codex may write to stdout, in bytes. A longer line ends the
    * worker with `ProtocolError`. Default 67108864 (64 MiB).
@@ -319,10 +340,9 @@ export const make = (
   watchdog?: Watchdog | undefined
 ): Effect.Effect<CodexWorker, WorkerSpawnError, ChildProcessSpawner | Scope.Scope> =>
   Effect.gen(function*() {
+    const { graceMs, scanIntervalMs, spawnTimeoutMs } = processSettings(options)
     const command = options.command ?? defaultCodexCommand()
-    const spawnTimeoutMs = options.spawnTimeoutMs ?? 30_000
-    const graceMs = options.killGraceMs ?? 2_000
-    const scanIntervalMs = options.processScanIntervalMs ?? 1_000
+    yield* Effect.annotateCurrentSpan("codex.command", command)
     // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
     const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
     if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
@@ -335,12 +355,24 @@ export const make = (
       const unregisterExitHook = ExitHooks.register(tree)
       const untrack = watchdog?.track(tree)
       let killing: Promise<void> | undefined
+      // The services of the fiber that called `terminate`, once one did.
+      let terminatedBy: Context.Context<never> | undefined
       // Memoized: a crash and the finalizers may all ask for the kill. It runs
-      // on the live clock: real processes need real time even under a TestClock.
-      const killTree = Effect.suspend(() => {
-        if (killing === undefined) killing = Effect.runPromise(ProcessTree.kill(tree, { graceMs }).pipe(Effect.asVoid))
+      // with the services of the fiber that terminated the worker, else of the
+      // first that asks (its tracer and logger, and its span: the
+      // `ProcessTree.kill` span is a child of that fiber's), but on the live
+      // clock: real processes need real time even under a TestClock.
+      const killTree = Effect.withFiber((fiber) => {
+        if (killing === undefined) {
+          killing = Effect.runPromiseWith(Context.add(terminatedBy ?? fiber.context, Clock.Clock, liveClock))(
+            ProcessTree.kill(tree, { graceMs }).pipe(Effect.annotateSpans("codex.pid", proc.pid), Effect.asVoid)
+          )
+        }
         return Effect.promise(() => killing!)
       })
+      const terminatedIn = (context: Context.Context<never>) => {
+        terminatedBy ??= context
+      }
       const killAndReap = killTree.pipe(
         Effect.andThen(Effect.timeoutOption(proc.exit, "1 second")),
         Effect.ensuring(Effect.sync(() => {
@@ -348,12 +380,16 @@ export const make = (
           untrack?.()
         }))
       )
-      return { proc, tree, killTree, killAndReap }
+      return { proc, tree, killTree, killAndReap, terminatedIn }
     }
+    // Finalizers run with the services they were registered with, and a fiber
+    // forked here keeps them: the spawn's span is not theirs (a kill on scope
+    // close or after a crash starts a trace of its own).
+    const finalizing = Effect.updateContext<never, never>(withoutParentSpan<never>)
     // Spawn and tracking in one uninterruptible step, and the kill registered
     // with it: every failed spawn kills the tree, like every other end of a
     // worker. This release runs last on scope close, before Effect's own.
-    const { killAndReap, killTree, proc, tree } = yield* Effect.acquireRelease(
+    const { killAndReap, killTree, proc, terminatedIn, tree } = yield* Effect.acquireRelease(
       Effect.map(
         AppServerProcess.spawn({
           command,
@@ -367,8 +403,9 @@ export const make = (
         }),
         track
       ),
-      (tracked) => tracked.killAndReap
+      (tracked) => finalizing(tracked.killAndReap)
     )
+    yield* Effect.annotateCurrentSpan("codex.pid", proc.pid)
     // Until `initialize` is answered, scan often: a descendant must be seen
     // before it can be re-parented, and a codex that dies during the handshake
     // re-parents all of its children at once. On the live clock too.
@@ -405,14 +442,15 @@ export const make = (
           ? Effect.succeed(error.value)
           : transportError("stdout", `reading its stdout failed: ${describe(Cause.squash(exit.cause))}`)
       },
-      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`)
+      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`),
+      requestSpan: { name: "codex.request", attributes: { "codex.pid": proc.pid } }
     })
 
     // Runs first on scope close: stop the channel, then kill the whole tree.
     yield* Effect.addFinalizer(() =>
       channel.shutdown(
         new ChannelClosedError({ reason: "the worker was finalized (idle retirement, invalidate or shutdown)" })
-      ).pipe(Effect.andThen(killAndReap))
+      ).pipe(Effect.andThen(killAndReap), finalizing)
     )
 
     let closeInfo: CloseInfo | undefined
@@ -438,7 +476,7 @@ export const make = (
       Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
     })
     // Whatever ended the channel, nothing of this worker may outlive it.
-    yield* Effect.forkScoped(Effect.andThen(channel.closed, killTree))
+    yield* Effect.forkScoped(finalizing(Effect.andThen(channel.closed, killTree)))
     yield* Effect.forkScoped(ProcessTree.refreshEvery(tree, scanIntervalMs))
 
     const handshakeFailed = (error: RequestError | WorkerSpawnError) =>
@@ -464,12 +502,13 @@ export const make = (
                 reason: "Timeout",
                 pid: proc.pid,
                 stderrTail,
-                cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
+                cause: `no answer to initialize within spawnTimeout (${spawnTimeoutMs} ms)`
               })
             ))
       }),
       Effect.tap(() => channel.notify("initialized")),
-      Effect.catch(handshakeFailed)
+      Effect.catch(handshakeFailed),
+      Effect.withSpan("CodexWorker.initialize", { attributes: { "codex.pid": proc.pid } })
     )
     yield* Fiber.interrupt(handshakeScan)
     tree.refresh()
@@ -498,10 +537,16 @@ export const make = (
       closeInfo: () => closeInfo,
       processCount: () => tree.liveCount(),
       residentBytes: () => tree.residentBytes(),
-      terminate: (error) => Effect.andThen(channel.shutdown(error), killTree)
+      // The kill is this caller's, whichever fiber gets to it first (the
+      // crash watcher wakes up as the channel closes).
+      terminate: (error) =>
+        Effect.withFiber((fiber) => {
+          terminatedIn(fiber.context)
+          return Effect.andThen(channel.shutdown(error), killTree)
+        })
     }
     return worker
-  })
+  }).pipe(Effect.withSpan("CodexWorker.spawn"))
 
 /** Decodes a request's result with `schema`, failing with `ResponseDecodeError` naming the method. */
 const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {

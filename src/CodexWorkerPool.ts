@@ -6,13 +6,21 @@
  * - a worker whose process exits or whose channel breaks is taken out of
  *   service at once (an idle one is finalized, a leased one when released)
  *   and replaced on demand;
- * - a lease held longer than `leaseTimeoutMs` (default 5 minutes) gets its
+ * - a lease held longer than `leaseTimeout` (default 5 minutes) gets its
  *   worker's tree killed and its pending requests failed with
  *   `LeaseTimeoutError`;
  * - metrics carry `provider: "codex"`; gauges report the live processes of
  *   all worker trees and their resident memory, and `stats` includes both;
  * - an opt-in watchdog process (`watchdog: true`, Linux) that kills every
- *   worker tree if the host is SIGKILLed.
+ *   worker tree if the host is SIGKILLed;
+ * - `layerConfig`: the options read from `Config`s, a bad value failing the
+ *   layer with a `ConfigError` (options from code stay a defect).
+ *
+ * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
+ * number of milliseconds). A limit of time is > 0, with `Duration.infinity`
+ * for no limit; zero is refused (it meant "no limit" in 0.1, and still does in
+ * the promise facade's `...Ms` options). `shutdownTimeout` and `killGrace`
+ * may be zero: no wait, no grace.
  *
  * Limits: see `CodexWorker` (descendant tracking by `/proc` scans) and
  * `WorkerPool` (a replacement may start while its predecessor is still being
@@ -32,16 +40,19 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Config, Context, type Duration, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type { WorkerSpawnError } from "./errors.ts"
-import { makeParts, validate } from "./internal/codexPool.ts"
+import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
 /**
- * Options of a Codex worker pool. Times are in milliseconds.
+ * Options of a Codex worker pool. Times are `Duration.Input`s; a limit of
+ * time must be > 0, `Duration.infinity` meaning no limit. Bad options are a
+ * defect (`PoolOptionsError` naming the option), or a `ConfigError` when read
+ * by `layerConfig`.
  *
  * @since 0.1.0
  * @category models
@@ -49,18 +60,24 @@ import type * as WorkerPool from "./WorkerPool.ts"
 export interface Options extends CodexWorker.ProcessOptions {
   /** Most workers (codex processes) at once. Default 1. */
   readonly poolSize?: number | undefined
-  /** Idle time before a worker is retired. Default 300000; 0 disables. */
-  readonly idleTimeoutMs?: number | undefined
-  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit. */
-  readonly acquireTimeoutMs?: number | undefined
+  /** Idle time before a worker is retired. Default 5 minutes; `Duration.infinity`: never. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** Longest wait in the queue before `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. */
+  readonly acquireTimeout?: Duration.Input | undefined
   /** Most queued acquires; one more fails at once with `QueueFullError`. Default: unbounded. */
   readonly maxQueue?: number | undefined
   /** Workers kept warm (spawned and initialized ahead of demand). Default 0. */
   readonly minIdle?: number | undefined
-  /** Longest lease; then the worker's tree is killed (`LeaseTimeoutError`). Default 300000; 0 disables. */
-  readonly leaseTimeoutMs?: number | undefined
-  /** How long shutdown waits for leased workers before killing them anyway. Default 30000. */
-  readonly shutdownTimeoutMs?: number | undefined
+  /**
+   * Longest lease; then the worker's tree is killed (`LeaseTimeoutError`).
+   * Default 5 minutes; `Duration.infinity`: no limit.
+   */
+  readonly leaseTimeout?: Duration.Input | undefined
+  /**
+   * How long shutdown waits for leased workers before killing them anyway.
+   * Default 30 seconds; `Duration.infinity`: wait for ever; zero: kill them at once.
+   */
+  readonly shutdownTimeout?: Duration.Input | undefined
   /** The `pool` attribute of the metrics. Default "codex". */
   readonly name?: string | undefined
   /** Start a watchdog process that kills every worker tree if the host is SIGKILLed (Linux). Default false. */
@@ -141,3 +158,41 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
  */
 export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never, ChildProcessSpawner> =>
   Layer.effect(CodexWorkerPool, make(options))
+
+/**
+ * {@link layer} with its options read from `Config`s, through the current
+ * `ConfigProvider` (the environment by default): a `Config` per option
+ * (`Config.Wrap`), or one `Config` of the whole options object.
+ *
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`poolSize: 0`, a zero or negative duration, `minIdle` above `poolSize`),
+ * fails the layer with a `ConfigError` naming it, in the error channel, not
+ * as a defect. Durations read with `Config.Duration` take strings such as
+ * `"30 seconds"` or `"Infinity"`. On Node, `layerCodexWorkerPoolConfig` from
+ * `codex-worker-pool/node` is this with Node's spawner.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { CodexWorkerPool } from "codex-worker-pool"
+ *
+ * const PoolLive = CodexWorkerPool.layerConfig({
+ *   poolSize: Config.Int("CODEX_POOL_SIZE").pipe(Config.withDefault(2)),
+ *   leaseTimeout: Config.Duration("CODEX_LEASE_TIMEOUT").pipe(Config.withDefault("10 minutes")),
+ *   codexHome: Config.String("CODEX_HOME").pipe(Config.withDefault(undefined))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<CodexWorkerPool, Config.ConfigError, ChildProcessSpawner> =>
+  Layer.effect(
+    CodexWorkerPool,
+    Config.unwrap(config).pipe(
+      Effect.flatMap(checkConfig),
+      Effect.flatMap(make)
+    )
+  )

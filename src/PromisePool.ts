@@ -45,9 +45,9 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Schema, Scope } from "effect"
+import { Duration, Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
-import { PoolOptionsError, WorkerNotLeasedError } from "./errors.ts"
+import { PoolOptionsError, PoolShutdownError, WorkerNotLeasedError } from "./errors.ts"
 import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { Waiter } from "./internal/core.ts"
 import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
@@ -55,6 +55,7 @@ import {
   checkAcquireOptions,
   CountOrInfinity,
   decodeOptions,
+  durationOfMs,
   Function,
   IntAtLeast,
   Millis
@@ -175,7 +176,8 @@ export interface PromiseWorkerPool<W> extends AsyncDisposable {
   /**
    * Acquires, runs `fn`, and releases the worker however `fn` ends. It ends
    * only the lease it started: if `fn` released the worker itself, nothing more
-   * happens.
+   * happens. `fn`'s signal aborts when the caller's `signal` does (with its
+   * reason) or when the pool shuts down (with a `PoolShutdownError`).
    */
   use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
   /** The counts now. */
@@ -362,7 +364,7 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
 
   shutdown(): Promise<void> {
     if (this.#shutdown === undefined) {
-      this.#abortOnShutdown.abort(new Error("The worker pool is shutting down."))
+      this.#abortOnShutdown.abort(new PoolShutdownError())
       this.#shutdown = Effect.runPromise(Scope.close(this.#scope, Exit.void))
     }
     return this.#shutdown
@@ -421,14 +423,18 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const make = WorkerPool.make<W, unknown>({
     acquire,
     size: o.poolSize,
-    idleTimeout: o.idleTimeoutMs,
-    acquireTimeout: o.acquireTimeoutMs,
+    // The facade's milliseconds (0: no limit) as the Effect pool's durations.
+    idleTimeout: durationOfMs(o.idleTimeoutMs),
+    acquireTimeout: durationOfMs(o.acquireTimeoutMs),
     maxQueue: o.maxQueue,
     minIdle: o.minIdle,
-    shutdownTimeout: o.shutdownTimeoutMs,
-    leaseTimeout: o.leaseTimeoutMs,
-    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, ms) =>
-      Effect.tryPromise({ try: async () => onLeaseTimeout(worker, ms), catch: (error) => error }).pipe(
+    shutdownTimeout: durationOfMs(o.shutdownTimeoutMs),
+    leaseTimeout: durationOfMs(o.leaseTimeoutMs),
+    onLeaseTimeout: onLeaseTimeout === undefined ? undefined : (worker, leaseTimeout) =>
+      Effect.tryPromise({
+        try: async () => onLeaseTimeout(worker, Duration.toMillis(leaseTimeout)),
+        catch: (error) => error
+      }).pipe(
         Effect.catchCause((cause) => Effect.logWarning("onLeaseTimeout() failed", cause))
       ),
     name: o.name,

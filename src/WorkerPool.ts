@@ -10,6 +10,14 @@
  * `PoolShutdownError`, finalizes idle workers at once and leased ones when
  * their lease ends (or after `shutdownTimeout`).
  *
+ * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
+ * number of milliseconds). A limit of time (`idleTimeout`, `acquireTimeout`,
+ * `leaseTimeout`, an acquire's `timeout`) is > 0, with `Duration.infinity`
+ * for no limit; zero is refused. `shutdownTimeout` may be zero (leased
+ * workers are finalized at once) or `Duration.infinity` (wait for ever).
+ * `layerConfig` reads the options that are values from `Config`s, a bad one
+ * failing the layer with a `ConfigError` (options from code stay a defect).
+ *
  * Workers are made by the `acquire` effect inside a scope of their own, so
  * whatever `acquire` registers with `Effect.acquireRelease` or
  * `Effect.addFinalizer` runs when the worker is finalized: on idle retirement,
@@ -24,12 +32,31 @@
  * `Clock`-driven time, `Deferred`-style waiters completed without a scheduler
  * hop) around a synchronous core that provides those guarantees.
  *
- * Logs go to the Effect `Logger` of the context the pool was made in, each
- * line annotated with `pool` (the name) and `pool_id` (as in the metrics):
- * at Debug, each acquire queued and each hand-off (with `queued` and
- * `waitedMs`), only produced when the minimum log level admits Debug; warnings
- * for lease timeouts and for finalizers that failed. The workers are made in
- * the pool's fibers, so their own lines carry the annotations too.
+ * Logs: every line carries `pool` (the name) and `pool_id` (as in the
+ * metrics). An acquire that waits writes, at Debug, "worker-pool: acquire
+ * queued" (`queued`: the queue's length) and, once served, "worker-pool:
+ * worker handed to waiter" (`waitedMs`, `queued`) from the waiting caller's
+ * own fiber, so the caller's `Logger`, minimum level, log annotations and span
+ * apply; nothing is built for them unless that fiber's minimum level admits
+ * Debug. A waiter of a promise facade has no fiber: its lines are written in
+ * the context the pool was made in (the facade's `logger` and `debug`). Lines
+ * that have no caller go to the `Logger` of the context the pool was made in:
+ * lease timeouts, failed `onLeaseTimeout`s and finalizers, and what workers
+ * log while they are made, retired or finalized (in the pool's fibers).
+ *
+ * Tracing: an acquire that finds no idle worker runs under a
+ * `WorkerPool.acquire` span, a child of the caller's span, with `pool`,
+ * `pool_id`, `queued` (the queue's length when it joined), `waitedMs` and
+ * `outcome` (`acquired`, `timeout`, `queue_full`, `shutdown`,
+ * `create_failed`, `account_removed` or `interrupted`). It ends when the
+ * worker is handed over (what the caller then does runs under the caller's
+ * span); its queue and hand-off lines are its events, and a worker made for it
+ * is made under it. An acquire served by an idle worker makes no span, and
+ * none is made when the caller's fiber has no tracer installed (only Effect's
+ * native one) or tracing disabled. `make` runs under a `WorkerPool.make` span;
+ * the pool's own fibers (timers, finalizers, creates no traced caller waits
+ * for) run under no span, so what they trace starts a trace of its own rather
+ * than growing the construction's for the pool's whole life.
  *
  * Limits: workers being finalized no longer count toward `size`, so a
  * replacement may be created while its predecessor is still shutting down.
@@ -58,6 +85,7 @@
 import {
   Cause,
   Clock,
+  Config,
   Context,
   Deferred,
   Duration,
@@ -68,13 +96,15 @@ import {
   Layer,
   LogLevel,
   References,
-  Scope
+  Scope,
+  type Tracer
 } from "effect"
 import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
 import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
 import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
-import { checkEffectAcquireOptions, toMillis } from "./internal/options.ts"
-import { CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
+import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
+import { checkConfigOptions, CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
+import { isTraced, noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
 
 /**
  * The pool's own ways for an acquire to fail.
@@ -95,23 +125,34 @@ export interface Options<W, E, R> {
   readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
   /** Most workers alive (idle, leased or being created) at once. An integer >= 1. */
   readonly size: number
-  /** How long a worker may stay idle before it is finalized. Default 5 minutes; 0 disables. */
+  /**
+   * How long a worker may stay idle before it is finalized. Default 5 minutes;
+   * `Duration.infinity`: never. Must be > 0.
+   */
   readonly idleTimeout?: Duration.Input | undefined
-  /** How long an acquire may wait in the queue before failing with `AcquireTimeoutError`. Default: no limit (0). */
+  /**
+   * How long an acquire may wait in the queue before failing with
+   * `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. Must be > 0.
+   */
   readonly acquireTimeout?: Duration.Input | undefined
   /** Most waiters queued at once; one more fails at once with `QueueFullError`. Default: unbounded. */
   readonly maxQueue?: number | undefined
   /** Idle workers kept warm (made ahead of demand, never retired), within `size`. Default 0. */
   readonly minIdle?: number | undefined
-  /** How long shutdown waits for leased workers to come back before finalizing them anyway. Default 30 seconds. */
+  /**
+   * How long shutdown waits for leased workers to come back before finalizing
+   * them anyway. Default 30 seconds; `Duration.infinity`: wait for ever; zero:
+   * finalize them at once.
+   */
   readonly shutdownTimeout?: Duration.Input | undefined
   /**
    * Longest a lease may be held. When it runs out the worker is taken out of
-   * service (finalized when the lease ends) and `onLeaseTimeout` runs. Default 0: no limit.
+   * service (finalized when the lease ends) and `onLeaseTimeout` runs.
+   * Default (or `Duration.infinity`): no limit. Must be > 0.
    */
   readonly leaseTimeout?: Duration.Input | undefined
-  /** Runs when a lease outlives `leaseTimeout`, e.g. to kill a stuck worker's processes. */
-  readonly onLeaseTimeout?: ((worker: W, leaseTimeoutMs: number) => Effect.Effect<void>) | undefined
+  /** Runs when a lease outlives `leaseTimeout` (its second argument), e.g. to kill a stuck worker's processes. */
+  readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
   /**
    * Names the pool in metrics (`pool` attribute) and logs. Default
    * "worker-pool". Pools may share a name: each one's series also carry a
@@ -125,14 +166,14 @@ export interface Options<W, E, R> {
 
 /**
  * Options of a single acquire. Bad ones (a `timeout` that is not a duration
- * >= 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
+ * > 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
  * raised before anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
  */
 export interface AcquireOptions {
-  /** Overrides the pool's `acquireTimeout` for this acquire; 0 waits without limit. */
+  /** Overrides the pool's `acquireTimeout` for this acquire; `Duration.infinity` waits without limit. */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -211,47 +252,133 @@ export interface WorkerPool<W, E = never> {
 const MAX_NESTED_RESUMES = 32
 let nestedResumes = 0
 
+/** What a pool's fiber waiters need of it to log and trace their wait. */
+interface WaitingRoom {
+  readonly clock: Clock.Clock
+  /** A Debug line with the pool's annotations, in the fiber that runs it (under `span` when given). */
+  readonly line: (message: string, fields: Record<string, unknown>, span?: Tracer.Span) => Effect.Effect<void>
+}
+
 /**
  * A waiter that is a fiber suspended in `Effect.callback`. It resumes the
  * fiber straight into what comes next (`continueWith(slot)`: the caller's own effect,
  * for `use`), so a hand-off builds no continuation of its own.
+ *
+ * Its fiber logs its own queueing and hand-off (so the caller's logger, level,
+ * annotations and span apply), and owns its `WorkerPool.acquire` span; the
+ * pool's driver hooks only record the queue lengths on it.
  */
 class FiberWaiter<W, A, E> extends Waiter<W> {
-  resume!: (effect: Effect.Effect<A, E>) => void
+  resume: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
+  /** What the fiber resumes with when the waiter settled before the fiber suspended. */
+  settledWith: Effect.Effect<A, E> | undefined = undefined
+  readonly room: WaitingRoom
   readonly continueWith: (slot: Slot<W>) => Effect.Effect<A, E>
   slot: Slot<W> | undefined = undefined
   /** The lease the worker was handed over under. */
   lease = 0
-  constructor(continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
+  /** The caller's fiber admits Debug lines: it logs its queueing and its hand-off. */
+  debug = false
+  /** The queue length when it joined the queue, and when it got its worker; -1 until then. */
+  queuedAtEnqueue = -1
+  queuedAtHandOff = -1
+  /** Its `WorkerPool.acquire` span, when the caller's fiber has a tracer. */
+  span: Tracer.Span | undefined = undefined
+  /** Whether span times are recorded (`References.TracerTimingEnabled`). */
+  spanTiming = true
+  constructor(room: WaitingRoom, continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
     super()
+    this.room = room
     this.continueWith = continueWith
   }
-  succeed(slot: Slot<W>): void {
+  /** Driver hook: it joined the queue, `queued` long. */
+  joined(queued: number): void {
+    this.queuedAtEnqueue = queued
+    this.span?.attribute("queued", queued)
+  }
+  succeed(slot: Slot<W>, waitedMs: number): void {
     this.slot = slot
     this.lease = slot.lease
-    this.wake(this.continueWith(slot))
+    let next = this.continueWith(slot)
+    const span = this.span
+    if (span !== undefined) {
+      // The span covers the wait only, not what the caller does with the
+      // worker. It ends at the time of the hand-off, once the fiber has
+      // resumed and written its lines (events of the span).
+      span.attribute("waitedMs", waitedMs)
+      span.attribute("outcome", "acquired")
+      const endTime = this.spanTiming ? this.room.clock.currentTimeNanosUnsafe() : BigInt(0)
+      next = Effect.andThen(Effect.sync(() => span.end(endTime, Exit.void)), next)
+    }
+    if (this.debug && this.queuedAtHandOff >= 0) {
+      const fields = { waitedMs, queued: this.queuedAtHandOff }
+      next = Effect.andThen(this.room.line("worker-pool: worker handed to waiter", fields, span), next)
+    }
+    this.wake(next)
   }
   fail(failure: WaiterFailure): void {
+    if (this.span !== undefined) {
+      const timedOut = "_tag" in failure && failure._tag === "AcquireTimeoutError"
+      this.annotateEnd(outcomeOf(failure), timedOut ? failure.waitedMs : undefined)
+    }
     this.wake(
       "createFailure" in failure
         ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
         : Effect.fail(failure as E)
     )
   }
+  /** Its fiber was interrupted while it waited (and it has left the queue). */
+  interrupted(): void {
+    if (this.span !== undefined) this.annotateEnd("interrupted", undefined)
+  }
+  /** The span's last attributes; the span ends with the fiber's exit (`Effect.useSpan`). */
+  private annotateEnd(outcome: string, waitedMs: number | undefined): void {
+    const span = this.span!
+    span.attribute("outcome", outcome)
+    if (this.queuedAtEnqueue >= 0) {
+      span.attribute("waitedMs", waitedMs ?? this.room.clock.currentTimeMillisUnsafe() - this.enqueuedAt)
+    }
+  }
   private wake(effect: Effect.Effect<A, E>): void {
+    const resume = this.resume
+    if (resume === undefined) {
+      // Settled before its fiber suspended (served or refused inside `enqueue`,
+      // or while the fiber logged): the fiber picks it up when it gets there.
+      this.settledWith = effect
+      return
+    }
     if (nestedResumes >= MAX_NESTED_RESUMES) {
       // The fiber resumes into a yield: it continues from the scheduler, on a fresh stack.
-      this.resume(Effect.andThen(Effect.yieldNow, effect))
+      resume(Effect.andThen(Effect.yieldNow, effect))
       return
     }
     nestedResumes++
     try {
-      this.resume(effect)
+      resume(effect)
     } finally {
       nestedResumes--
     }
   }
 }
+
+/** The `outcome` attribute of a `WorkerPool.acquire` span that ended in `failure`. */
+const outcomeOf = (failure: WaiterFailure): string =>
+  "createFailure" in failure
+    ? "create_failed"
+    : "accountRemoved" in failure
+    ? "account_removed"
+    : failure._tag === "AcquireTimeoutError"
+    ? "timeout"
+    : failure._tag === "QueueFullError"
+    ? "queue_full"
+    : "shutdown"
+
+/** Suspends the fiber until `waiter` settles; at once when it already has. */
+const awaitWaiter = <W, A, E>(waiter: FiberWaiter<W, A, E>): Effect.Effect<A, E> =>
+  waiter.settledWith ?? Effect.callback<A, E>((resume) => {
+    if (waiter.settledWith !== undefined) resume(waiter.settledWith)
+    else waiter.resume = resume
+  })
 
 const succeedWith = <A>(a: A) => Effect.succeed(a)
 
@@ -269,7 +396,9 @@ export const make = <W, E = never, R = never>(
   Effect.gen(function*() {
     const settings = validate(options)
     const core = new PoolCore<W>(settings)
-    const callerContext = yield* Effect.context<R | Scope.Scope>()
+    // The pool's own fibers (creates, timers, finalizers) outlive this
+    // construction: they do not run under its span, nor under the caller's.
+    const callerContext = withoutParentSpan(yield* Effect.context<R | Scope.Scope>())
     const clock = Context.get(callerContext, Clock.Clock)
     const metrics = registerPoolMetrics(
       callerContext as Context.Context<never>,
@@ -293,20 +422,36 @@ export const make = <W, E = never, R = never>(
       ...Context.get(callerContext, References.CurrentLogAnnotations),
       ...annotations
     })
-    const run = yield* Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations)
+    yield* Effect.annotateCurrentSpan(annotations)
+    const run = yield* Effect.updateContext(
+      Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations),
+      withoutParentSpan<R | Scope.Scope>
+    )
+    // Debug lines of waiters that are not fibers (the promise facades'), in the pool's context.
     const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
     const log = (message: string, fields: Record<string, unknown>) =>
       Effect.runForkWith(context)(Effect.logDebug(message, fields))
+    const room: WaitingRoom = {
+      clock,
+      line: (message, fields, span) => {
+        const line = Effect.annotateLogs(Effect.logDebug(message, fields), annotations)
+        return span === undefined ? line : Effect.withParentSpan(line, span, noStackTrace)
+      }
+    }
+    const acquireSpan = { attributes: annotations }
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
+    const leaseTimeout = Duration.millis(settings.leaseTimeout)
     const expireLease = (slot: Slot<W>) =>
       Effect.suspend(() => {
         leaseTimers.delete(slot)
         core.invalidate(slot)
         const ms = settings.leaseTimeout
         return Effect.logWarning(`worker-pool: a lease outlived leaseTimeout (${ms} ms); the worker is retired`).pipe(
-          Effect.andThen(options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, ms)),
+          Effect.andThen(
+            options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, leaseTimeout)
+          ),
           Effect.catchCause((cause) => Effect.logWarning("worker-pool: onLeaseTimeout failed", cause))
         )
       })
@@ -346,7 +491,11 @@ export const make = <W, E = never, R = never>(
     const driver: Driver<W> = {
       now: () => clock.currentTimeMillisUnsafe(),
       create: (op) => {
-        const fiber = run(createWorker(op))
+        // A worker made for a traced waiter is made under its `WorkerPool.acquire` span.
+        const span = op.owner instanceof FiberWaiter ? op.owner.span : undefined
+        const fiber = run(
+          span === undefined ? createWorker(op) : Effect.withParentSpan(createWorker(op), span, noStackTrace)
+        )
         // A create that completed synchronously has already been accounted for.
         if (fiber.pollUnsafe() === undefined) creates.set(op, fiber)
       },
@@ -380,12 +529,15 @@ export const make = <W, E = never, R = never>(
       changed: () => {
         if (drained !== undefined && core.drained) Deferred.doneUnsafe(drained, Exit.void)
       },
-      enqueued: (queued) => {
-        if (debug) log("worker-pool: acquire queued", { queued })
+      // A fiber waiter logs these lines itself, in its own fiber.
+      enqueued: (queued, waiter) => {
+        if (waiter instanceof FiberWaiter) waiter.joined(queued)
+        else if (debug) log("worker-pool: acquire queued", { queued })
       },
-      handedOff: (waitedMs, queued) => {
+      handedOff: (waitedMs, queued, waiter) => {
         metrics.recordWait(waitedMs)
-        if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
+        if (waiter instanceof FiberWaiter) waiter.queuedAtHandOff = queued
+        else if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
       }
     }
 
@@ -398,7 +550,7 @@ export const make = <W, E = never, R = never>(
       }
       const done = Deferred.await(drained)
       return Effect.timeoutOrElse(done, {
-        duration: settings.shutdownTimeout === 0 ? Duration.infinity : settings.shutdownTimeout,
+        duration: settings.shutdownTimeout,
         orElse: () => {
           core.finalizeLeased()
           return done
@@ -427,21 +579,54 @@ export const make = <W, E = never, R = never>(
       }
     }
 
-    /** Waits in the queue (after `core.take()` found nothing). */
+    /**
+     * Waits in the queue (after `core.take()` found nothing), in the caller's
+     * fiber: `wait` queues `waiter` and returns what the fiber runs until it
+     * is served, and `wait` is run under a `WorkerPool.acquire` span when the
+     * fiber has a tracer. Only the waiting path pays for any of this.
+     */
+    const queued = <A, E1, R1>(
+      waiter: FiberWaiter<W, any, any>,
+      wait: () => Effect.Effect<A, E1, R1>
+    ): Effect.Effect<A, E1, R1> => {
+      const fiber = Fiber.getCurrent()!
+      waiter.debug = !LogLevel.isGreaterThan(fiber.cache.minimumLogLevel, "Debug")
+      if (!isTraced(fiber)) return wait()
+      return Effect.useSpan("WorkerPool.acquire", acquireSpan, (span) => {
+        waiter.span = span
+        waiter.spanTiming = fiber.getRef(References.TracerTimingEnabled)
+        return wait()
+      })
+    }
+
+    /** Queues `waiter`; the fiber logs that it did (when it admits Debug), then waits. */
+    const enqueue = <A, E1>(waiter: FiberWaiter<W, A, E1>, timeout: number): Effect.Effect<A, E1> => {
+      core.enqueue(waiter, timeout)
+      const wait = awaitWaiter(waiter)
+      return waiter.debug && waiter.queuedAtEnqueue >= 0
+        ? Effect.andThen(
+          room.line("worker-pool: acquire queued", { queued: waiter.queuedAtEnqueue }, waiter.span),
+          wait
+        )
+        : wait
+    }
+
     const waitForSlot = (
       restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
       timeout: number
     ): Effect.Effect<Slot<W>, E | PoolError> => {
-      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(succeedWith)
-      return Effect.onInterrupt(
-        restore(Effect.callback<Slot<W>, E | PoolError>((resume) => {
-          waiter.resume = resume
-          core.enqueue(waiter, timeout)
-        })),
-        // Interrupted while waiting: leave the queue. Interrupted just as a
-        // worker arrived: pass that worker on to the next waiter.
-        () => Effect.sync(() => core.cancel(waiter) || (waiter.slot !== undefined && core.release(waiter.slot)))
-      )
+      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
+      return queued(waiter, () =>
+        Effect.onInterrupt(
+          restore(enqueue(waiter, timeout)),
+          // Interrupted while waiting: leave the queue. Interrupted just as a
+          // worker arrived: pass that worker on to the next waiter.
+          () =>
+            Effect.sync(() => {
+              if (core.cancel(waiter)) waiter.interrupted()
+              else if (waiter.slot !== undefined) core.release(waiter.slot)
+            })
+        ))
     }
 
     // Both run their body each time they are run: an idle worker is taken
@@ -479,34 +664,29 @@ export const make = <W, E = never, R = never>(
         // while queued (leave the queue), or interrupted just as a worker arrived
         // (pass it on to the next waiter).
         // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
-        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>((slot) => {
+        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, (slot) => {
           try {
             return f(slot.worker) as Effect.Effect<A, E | E2 | PoolError>
           } catch (defect) {
             return Effect.die(defect)
           }
         })
-        return Effect.onExit(
-          restore(Effect.callback<A, E | E2 | PoolError, R2>((resume) => {
-            waiter.resume = resume
-            core.enqueue(waiter, timeout)
-          })),
-          () => {
-            if (waiter.slot === undefined) core.cancel(waiter)
-            else core.release(waiter.slot, waiter.lease)
-            return Effect.void
-          }
-        )
+        return queued(waiter, () =>
+          Effect.onExit(
+            restore(enqueue(waiter, timeout) as Effect.Effect<A, E | E2 | PoolError, R2>),
+            () => {
+              if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
+              else if (core.cancel(waiter)) waiter.interrupted()
+              return Effect.void
+            }
+          ))
       })
 
-    /** The acquire timeout `options` ask for (validated; 0: none), or their `PoolOptionsError`. */
+    /** The acquire timeout `options` ask for (validated; in ms, 0: none), or their `PoolOptionsError`. */
     const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
       const invalid = checkEffectAcquireOptions(options)
       if (invalid !== undefined) return invalid
-      const timeout = options?.timeout
-      if (timeout === undefined) return settings.acquireTimeout
-      const ms = typeof timeout === "number" ? timeout : toMillis(timeout)
-      return ms === Infinity ? 0 : ms
+      return timeoutMillis(options?.timeout, settings.acquireTimeout)
     }
 
     const internals: Internals<W> = {
@@ -551,7 +731,7 @@ export const make = <W, E = never, R = never>(
       shutdown
     }
     return pool
-  })
+  }).pipe(Effect.withSpan("WorkerPool.make"))
 
 /**
  * Builds a pool as a scoped `Layer` for a service key, so Effect services can
@@ -579,4 +759,81 @@ export const make = <W, E = never, R = never>(
 export const layer = <I, W, E = never, R = never>(
   key: Context.Key<I, WorkerPool<W, E>>,
   options: Options<W, E, R>
-): Layer.Layer<I, never, R> => Layer.effect(key, make(options))
+): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.effect(key, make(options))
+
+/**
+ * The options of a pool that are plain values, which {@link layerConfig}
+ * reads from `Config`s: all but `acquire` and `onLeaseTimeout`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ValueOptions = Omit<Options<unknown, unknown, unknown>, "acquire" | "onLeaseTimeout">
+
+/**
+ * Options of {@link layerConfig}: `acquire` and `onLeaseTimeout` as in
+ * {@link Options} (code, not configuration), every other option as a
+ * `Config` of its value.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConfigOptions<W, E, R> =
+  & {
+    /** Makes one worker, as in {@link Options}. */
+    readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+    /** Runs when a lease outlives `leaseTimeout`, as in {@link Options}. */
+    readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
+  }
+  & { readonly [K in keyof ValueOptions]: Config.Wrap<ValueOptions[K]> }
+
+/**
+ * {@link layer} with the options that are values read from `Config`s (e.g.
+ * the environment, through the current `ConfigProvider`), while `acquire` and
+ * `onLeaseTimeout` come from code.
+ *
+ * A value that cannot be read, or that is read but is not a valid option
+ * (`size: 0`, a negative duration, `minIdle` above `size`), fails the layer
+ * with a `ConfigError` naming it, in the error channel, not as a defect.
+ * Durations read with `Config.Duration` take strings such as `"30 seconds"`
+ * or `"Infinity"`.
+ *
+ * @example
+ * ```ts
+ * import { Config, Context, Effect } from "effect"
+ * import { WorkerPool } from "codex-worker-pool"
+ *
+ * class Connections extends Context.Service<Connections, WorkerPool.WorkerPool<Connection>>()("app/Connections") {}
+ *
+ * const ConnectionsLive = WorkerPool.layerConfig(Connections, {
+ *   acquire: Effect.acquireRelease(
+ *     Effect.promise(() => openConnection()),
+ *     (connection) => Effect.promise(() => connection.close())
+ *   ),
+ *   size: Config.Int("DB_POOL_SIZE"),
+ *   idleTimeout: Config.Duration("DB_POOL_IDLE_TIMEOUT").pipe(Config.withDefault("5 minutes"))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = <I, W, E = never, R = never>(
+  key: Context.Key<I, WorkerPool<W, E>>,
+  options: ConfigOptions<W, E, R>
+): Layer.Layer<I, Config.ConfigError, Exclude<R, Scope.Scope>> => {
+  const { acquire, onLeaseTimeout, ...values } = options
+  return Layer.effect(
+    key,
+    Config.unwrap<ValueOptions>(values as Config.Wrap<ValueOptions>).pipe(
+      Effect.flatMap(checkConfigOptions),
+      Effect.flatMap((read) =>
+        make<W, E, R>({
+          ...read,
+          acquire,
+          ...(onLeaseTimeout === undefined ? {} : { onLeaseTimeout })
+        })
+      )
+    )
+  )
+}

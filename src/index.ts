@@ -11,7 +11,10 @@
  *   `CodexWorkerHandle`, ...).
  * - `CodexProtocol`: the app-server protocol's types, generated from the
  *   pinned `@openai/codex`, and helpers typing requests and messages by method.
- * - The errors every API fails with.
+ * - `RateLimits`: rate-limit admission per API key (RPM, TPM, 429 cooldown)
+ *   and per workspace, in memory or shared through Redis.
+ * - The errors every API fails with, each a Schema of itself, and
+ *   `CodexWorkerPoolError`, the Schema of them all.
  *
  * This entry does not load `@effect/platform-node`. What spawns codex with
  * Node is in `codex-worker-pool/node`: `createCodexWorkerPool` (the promise
@@ -23,6 +26,7 @@
 export * as CodexProtocol from "./CodexProtocol.ts"
 export * as CodexWorker from "./CodexWorker.ts"
 export * as CodexWorkerPool from "./CodexWorkerPool.ts"
+export * as RateLimits from "./RateLimits.ts"
 export * as WorkerPool from "./WorkerPool.ts"
 export type {
   CloseEvent,
@@ -42,17 +46,20 @@ export {
 export {
   AcquireTimeoutError,
   ChannelClosedError,
+  CodexWorkerPoolError,
   JsonRpcError,
   LeaseTimeoutError,
   PoolOptionsError,
   PoolShutdownError,
   ProtocolError,
   QueueFullError,
+  RateLimitedError,
   RequestTimeoutError,
   ResponseDecodeError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
   type WorkerSpawnReason,
-  WorkerStdioError
+  WorkerStdioError,
+  WorkspaceLimitError
 } from "./errors.ts"

@@ -4,7 +4,8 @@
  * the root entry does not).
  *
  * - `createCodexWorkerPool`: the Codex pool's promise facade.
- * - `layerCodexWorkerPool`: the `CodexWorkerPool` service, spawning with Node.
+ * - `layerCodexWorkerPool`: the `CodexWorkerPool` service, spawning with Node;
+ *   `layerCodexWorkerPoolConfig`: the same with its options read from `Config`s.
  * - `layerChildProcessSpawner`: Node's `ChildProcessSpawner` (with the
  *   `FileSystem` and `Path` it needs), for `CodexWorker.make` and
  *   `CodexWorkerPool.layer` / `make`.
@@ -28,6 +29,7 @@
 import * as NodeChildProcessSpawner from "@effect/platform-node/NodeChildProcessSpawner"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
+import type * as Config from "effect/Config"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { type CodexPromiseWorkerPool, type CodexWorkerPoolOptions, makeCodexPromisePool } from "./CodexPromisePool.ts"
@@ -91,6 +93,34 @@ export const layerCodexWorkerPool = (
   options: CodexWorkerPool.Options = {}
 ): Layer.Layer<CodexWorkerPool.CodexWorkerPool> =>
   CodexWorkerPool.layer(options).pipe(Layer.provide(layerChildProcessSpawner))
+
+/**
+ * {@link layerCodexWorkerPool} with its options read from `Config`s, through
+ * the current `ConfigProvider` (the environment by default):
+ * `CodexWorkerPool.layerConfig(config)` given {@link layerChildProcessSpawner}.
+ * A value that cannot be read or is not a valid option fails the layer with a
+ * `ConfigError` naming it (in the error channel, not as a defect).
+ *
+ * @example
+ * ```ts
+ * import { Config, Effect } from "effect"
+ * import { CodexWorkerPool } from "codex-worker-pool"
+ * import { layerCodexWorkerPoolConfig } from "codex-worker-pool/node"
+ *
+ * // CODEX_POOL_SIZE=4 CODEX_IDLE_TIMEOUT="10 minutes" node app.js
+ * const PoolLive = layerCodexWorkerPoolConfig({
+ *   poolSize: Config.Int("CODEX_POOL_SIZE"),
+ *   idleTimeout: Config.Duration("CODEX_IDLE_TIMEOUT").pipe(Config.withDefault("5 minutes"))
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerCodexWorkerPoolConfig = (
+  config: Config.Wrap<CodexWorkerPool.Options>
+): Layer.Layer<CodexWorkerPool.CodexWorkerPool, Config.ConfigError> =>
+  CodexWorkerPool.layerConfig(config).pipe(Layer.provide(layerChildProcessSpawner))
 
 /**
  * Creates a pool of Codex app-server workers driven with promises, spawning

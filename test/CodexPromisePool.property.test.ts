@@ -29,7 +29,7 @@
  * the shrunk schedule, the violation and a trace.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Arbitrary, Effect, Schema, Scope } from "effect"
+import { Arbitrary, Duration, Effect, Schema, Scope } from "effect"
 import { CodexPromisePool, type CodexWorkerHandle } from "../src/CodexPromisePool.ts"
 import type { CodexWorker } from "../src/CodexWorker.ts"
 import { WorkerNotLeasedError } from "../src/errors.ts"
@@ -141,7 +141,7 @@ const makeFacade = (size: number, onDelivery: (delivery: Delivery) => void) =>
       return worker as CodexWorker
     })
     const pool = yield* Scope.provide(
-      WorkerPool.make({ acquire, size, idleTimeout: 0, shutdownTimeout: "1 second" }),
+      WorkerPool.make({ acquire, size, idleTimeout: Duration.infinity, shutdownTimeout: "1 second" }),
       scope
     )
     invalidate = (worker) => Effect.runSync(pool.invalidate(worker))

@@ -29,6 +29,7 @@ import {
   JsonRpcError,
   LeaseTimeoutError,
   PoolOptionsError,
+  PoolShutdownError,
   RequestTimeoutError,
   WorkerCrashedError,
   WorkerNotLeasedError,
@@ -169,7 +170,7 @@ describe("createCodexWorkerPool", () => {
       expect(trees.map((tree) => tree.length)).toEqual([4, 4])
 
       await bounded(pool.shutdown(), "shutdown")
-      expect((await busy).message).toContain("shutting down")
+      expect(await busy).toBeInstanceOf(PoolShutdownError)
       expect(allDead(trees.flat())).toBe(true)
       expect(pool.stats()).toMatchObject({ workers: 0, finalized: 2, processes: 0 })
       expect(await noMarkedProcessLeft()).toBe(true)
@@ -383,7 +384,7 @@ describe("createCodexWorkerPool", () => {
       expect(liveByMarker(marker)).toEqual([])
       expect(error).toBeInstanceOf(WorkerSpawnError)
       expect(error).toMatchObject({ reason: "Timeout" })
-      expect(error.message).toContain("spawnTimeoutMs (2000 ms)")
+      expect(error.message).toContain("spawnTimeout (2000 ms)")
       expect(mcpChildrenIn(error.stderrTail)).toHaveLength(3)
       await bounded(pool.shutdown(), "shutdown")
       expect(liveByMarker(marker)).toEqual([])

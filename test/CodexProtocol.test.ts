@@ -23,7 +23,7 @@ import * as CodexWorker from "../src/CodexWorker.ts"
 import { RequestTimeoutError, ResponseDecodeError } from "../src/errors.ts"
 import { layerChildProcessSpawner } from "../src/node.ts"
 import { codexBinaryPath } from "./helpers/codex.ts"
-import { fakePoolOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
+import { fakeServiceOptions, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
 
 describe("generated protocol types", () => {
   let scratch = ""
@@ -76,7 +76,7 @@ describe("typed requests on a worker", () => {
   /** Runs `body` with a worker on the fake app-server, then checks that its process is gone. */
   const withWorker = <A, E>(body: (worker: CodexWorker.CodexWorker) => Effect.Effect<A, E>) =>
     Effect.gen(function*() {
-      const result = yield* Effect.scoped(Effect.flatMap(CodexWorker.make(fakePoolOptions(marker)), body))
+      const result = yield* Effect.scoped(Effect.flatMap(CodexWorker.make(fakeServiceOptions(marker)), body))
       const gone = yield* Effect.promise(() => waitUntil(() => liveByMarker(marker).length === 0))
       expect(gone).toBe(true)
       return result

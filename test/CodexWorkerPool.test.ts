@@ -11,7 +11,7 @@
  * `TestClock` of `it.effect` and are moved with `TestClock.adjust`; the worker's
  * own tree kill runs on the live clock, so real process events are awaited
  * with `waitUntil` (short, bounded polls). The spawn timeout tests use
- * `it.live` with a 300 ms `spawnTimeoutMs`: the timeout races the real spawn
+ * `it.live` with a 300 ms `spawnTimeout`: the timeout races the real spawn
  * of a process, and there is no observable moment at which the worker's timer
  * is known to be armed, so a `TestClock.adjust` could land before it.
  */
@@ -32,7 +32,7 @@ import {
 } from "../src/errors.ts"
 import { layerChildProcessSpawner, layerCodexWorkerPool } from "../src/node.ts"
 import {
-  fakePoolOptions,
+  fakeServiceOptions,
   isLivePid,
   killByMarker,
   liveByMarker,
@@ -53,7 +53,7 @@ afterEach(async () => {
 
 /** Pool options that run the fake app-server with this test's marker and `flags`. */
 const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options =>
-  fakePoolOptions(marker, flags, options)
+  fakeServiceOptions(marker, flags, options)
 
 /** Waits (bounded, real time) until `predicate` holds; the result is asserted by the caller. */
 const eventually = (predicate: () => boolean, timeoutMs = 5_000) =>
@@ -117,7 +117,7 @@ describe("CodexWorkerPool", () => {
   describe("every end of a worker leaves no marked process", () => {
     it.effect("shutdown kills the trees of an idle and a busy worker (the busy one after shutdownTimeout)", () =>
       withSpawner(Effect.gen(function*() {
-        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { poolSize: 2, shutdownTimeoutMs: 10_000 }))
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { poolSize: 2, shutdownTimeout: "10 seconds" }))
         const busy = yield* lease(pool)
         const idle = yield* lease(pool)
         const busyTree = treeOf(busy.worker)
@@ -138,7 +138,7 @@ describe("CodexWorkerPool", () => {
 
     it.effect("an idle timeout kills the retired worker's whole tree", () =>
       withSpawner(Effect.gen(function*() {
-        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { idleTimeoutMs: 60_000 }))
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { idleTimeout: "60 seconds" }))
         const { release, worker } = yield* lease(pool)
         const tree = treeOf(worker)
         expect(tree).toHaveLength(4)
@@ -184,7 +184,7 @@ describe("CodexWorkerPool", () => {
 
     it.effect("a lease timeout fails the pending request with LeaseTimeoutError, kills the tree and retires the worker", () =>
       withSpawner(Effect.gen(function*() {
-        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { leaseTimeoutMs: 60_000 }))
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children"], { leaseTimeout: "60 seconds" }))
         const first = yield* lease(pool)
         const tree = treeOf(first.worker)
         expect(tree).toHaveLength(4)
@@ -229,7 +229,7 @@ describe("CodexWorkerPool", () => {
     it.effect("with a worker idle, dies with that defect and leaves the worker in service for the next use", () =>
       withSpawner(Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const pool = yield* Scope.provide(CodexWorkerPool.make(fake([], { shutdownTimeoutMs: 30_000 })), scope)
+        const pool = yield* Scope.provide(CodexWorkerPool.make(fake([], { shutdownTimeout: "30 seconds" })), scope)
         const pid = yield* pool.use((worker) => Effect.succeed(worker.pid))
         expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1 })
         const boom = new Error("boom")
@@ -344,15 +344,15 @@ describe("CodexWorkerPool", () => {
         expect(yield* noMarkedProcessLeft()).toBe(true)
       })))
 
-    it.live("a worker that never answers initialize fails with WorkerSpawnError after spawnTimeoutMs and leaves no process", () =>
+    it.live("a worker that never answers initialize fails with WorkerSpawnError after spawnTimeout and leaves no process", () =>
       withSpawner(Effect.gen(function*() {
-        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children", "--hang-initialize"], { spawnTimeoutMs: 300 }))
+        const pool = yield* CodexWorkerPool.make(fake(["--mcp-children", "--hang-initialize"], { spawnTimeout: "300 millis" }))
         const error = yield* Effect.flip(lease(pool))
         expect(error).toBeInstanceOf(WorkerSpawnError)
         expect(error).toMatchObject({ command: process.execPath, reason: "Timeout" })
-        expect(error.message).toContain("spawnTimeoutMs (300 ms)")
+        expect(error.message).toContain("spawnTimeout (300 ms)")
         // The hint fits the cause: too slow, or not an app server.
-        expect(error.message).toContain("raise `spawnTimeoutMs`")
+        expect(error.message).toContain("raise `spawnTimeout` (`spawnTimeoutMs` in createCodexWorkerPool)")
         expect(error.message).not.toContain("npm install")
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, workers: 0, creating: 0 })
         expect(yield* noMarkedProcessLeft()).toBe(true)

@@ -1050,6 +1050,27 @@ describe("lease timeout", () => {
 // -----------------------------------------------------------------------------
 
 describe("shutdown", () => {
+  it("aborts the signal of a running use body with PoolShutdownError, which that use rejects with", async () => {
+    const { pool } = setup({ poolSize: 1 })
+    let reason: unknown
+    const running = deferred<void>()
+    const use = pool.use((_worker, signal) =>
+      new Promise<never>((_resolve, reject) => {
+        signal.addEventListener("abort", () => {
+          reason = signal.reason
+          reject(signal.reason)
+        })
+        running.resolve()
+      })
+    )
+    await running.promise
+    const shutdown = pool.shutdown()
+    const error = await rejectionOf(use)
+    expect(reason).toBeInstanceOf(PoolShutdownError)
+    expect(error).toBe(reason)
+    await shutdown
+  })
+
   it("destroys idle workers at once and resolves", async () => {
     const { pool, destroy } = setup({ poolSize: 2 })
     const [a, b] = await Promise.all([pool.acquire(), pool.acquire()])

@@ -10,13 +10,21 @@
  *
  * Each property runs a fixed seed, so a failure reproduces; the failure
  * message shows the shrunk schedule, the violated invariant and a trace.
+ * Nothing here waits without bound: a schedule whose fibers block (a broken
+ * pool that never serves, times out or retires) fails at once as `[blocked]`
+ * and shrinks like any other failure, and the unit tests run fail-fast.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Arbitrary, Deferred, Effect, Exit, Fiber, Scheduler, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as WorkerPool from "../src/WorkerPool.ts"
 import { makeResources } from "./helpers/resources.ts"
+import { failFast } from "./helpers/failFast.ts"
 import { arbitraries, idleArbitraries, runSchedule, type Summary } from "./helpers/schedule.ts"
+
+/** `it.effect` that fails fast instead of hanging (see helpers/failFast.ts). */
+const test = <E>(name: string, body: () => Effect.Effect<void, E, Scope.Scope>) =>
+  it.effect(name, () => failFast(body(), { name }))
 
 /** Lets forked fibers run until they block. */
 const settle = Effect.gen(function*() {
@@ -147,7 +155,7 @@ describe("WorkerPool properties (random schedules, TestClock)", () => {
     // `Scheduler.MaxOpsBeforeYield`, runs out there), a worker that becomes idle meanwhile stays idle while the
     // acquire waits behind it: until its timeout, or forever. Here: the only worker is released while the
     // acquire is between the two calls.
-    it.effect("an acquire that yields between take and enqueue is not left waiting beside an idle worker", () =>
+    test("an acquire that yields between take and enqueue is not left waiting beside an idle worker", () =>
       Effect.gen(function*() {
         const stranded: Array<number> = []
         for (let ops = 3; ops <= 12; ops++) {
@@ -176,7 +184,7 @@ describe("WorkerPool properties (random schedules, TestClock)", () => {
     // acquire takes the warm worker and starts a warm-up create; the second queues behind that create (no create
     // of its own); the new worker is handed to it, and nothing starts another warm-up. Any create that takes
     // time (a real worker's) does this, as the gate shows here.
-    it.effect("minIdle stays warm after the warm-up create is handed to a waiter", () =>
+    test("minIdle stays warm after the warm-up create is handed to a waiter", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 4, minIdle: 1 })

@@ -1,9 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Logger, Metric, References, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Logger, Metric, References, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "../src/errors.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
+import { failFast } from "./helpers/failFast.ts"
 import { CreateFailed, makeResources, type Resource } from "./helpers/resources.ts"
+
+/**
+ * `it.effect` that fails fast instead of hanging: a test whose fibers all wait
+ * for something that never happens (a broken pool) fails at once, and so does
+ * a teardown whose pool cannot shut down (see helpers/failFast.ts).
+ */
+const test = <E>(name: string, body: () => Effect.Effect<void, E, Scope.Scope>) =>
+  it.effect(name, () => failFast(body(), { name }))
 
 /** Lets forked fibers run until they block. */
 const settle = Effect.gen(function*() {
@@ -28,7 +37,7 @@ const forkLease = <W, E>(pool: WorkerPool.WorkerPool<W, E>, served: Array<string
 
 describe("WorkerPool", () => {
   describe("capacity and order", () => {
-    it.effect("at most size workers exist and acquires beyond capacity wait", () =>
+    test("at most size workers exist and acquires beyond capacity wait", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 2 })
@@ -41,7 +50,7 @@ describe("WorkerPool", () => {
         expect(third.pollUnsafe()).toBeUndefined()
       }))
 
-    it.effect("waiters are served first in, first out", () =>
+    test("waiters are served first in, first out", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -59,7 +68,7 @@ describe("WorkerPool", () => {
         expect(served).toEqual(["a", "b", "c", "d"])
       }))
 
-    it.effect("an acquire that arrives while others wait goes behind them (no barging)", () =>
+    test("an acquire that arrives while others wait goes behind them (no barging)", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -76,7 +85,7 @@ describe("WorkerPool", () => {
         expect(served).toEqual(["early", "late"])
       }))
 
-    it.effect("release hands the worker straight to the oldest waiter without idling or creating", () =>
+    test("release hands the worker straight to the oldest waiter without idling or creating", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -93,7 +102,7 @@ describe("WorkerPool", () => {
   })
 
   describe("abort", () => {
-    it.effect("an interrupted waiter leaves the queue at once and never receives a worker", () =>
+    test("an interrupted waiter leaves the queue at once and never receives a worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -111,7 +120,7 @@ describe("WorkerPool", () => {
         expect(Exit.hasInterrupts(yield* Fiber.await(a))).toBe(true)
       }))
 
-    it.effect("a waiter interrupted just before a release does not take the worker from the next waiter", () =>
+    test("a waiter interrupted just before a release does not take the worker from the next waiter", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -132,7 +141,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 1, queued: 0, workers: 1 })
       }))
 
-    it.effect("a long queue of leases that end at once is served without overflowing the stack", () =>
+    test("a long queue of leases that end at once is served without overflowing the stack", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -150,7 +159,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ queued: 0, busy: 0, idle: 1 })
       }))
 
-    it.effect("interrupting a use while queued leaves nothing queued", () =>
+    test("interrupting a use while queued leaves nothing queued", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* lease(pool)
@@ -163,7 +172,7 @@ describe("WorkerPool", () => {
   })
 
   describe("bounded waiting", () => {
-    it.effect("acquireTimeout fails the waiter with how long it waited, how many were ahead and the size", () =>
+    test("acquireTimeout fails the waiter with how long it waited, how many were ahead and the size", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, acquireTimeout: "10 seconds" })
         yield* lease(pool)
@@ -182,7 +191,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(0)
       }))
 
-    it.effect("a per-acquire timeout overrides the pool's and counts the waiters still ahead", () =>
+    test("a per-acquire timeout overrides the pool's and counts the waiters still ahead", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* lease(pool)
@@ -198,14 +207,16 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).queued).toBe(2)
       }))
 
-    it.effect("bad per-acquire options are a PoolOptionsError defect naming the option, and change nothing", () =>
+    test("bad per-acquire options are a PoolOptionsError defect naming the option, and change nothing", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
         const cases: Array<[Record<string, unknown>, RegExp]> = [
-          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration >= 0 .*, got "50"\.$/],
-          [{ timeout: null }, /timeout: Expected a duration >= 0 .*, got null/],
-          [{ timeout: -1 }, /timeout: Expected a duration >= 0 .*, got -1/],
+          [{ timeout: "50" }, /^Invalid acquire options: timeout: Expected a duration > 0 .*, got "50"\.$/],
+          [{ timeout: null }, /timeout: Expected a duration > 0 .*, got null/],
+          [{ timeout: -1 }, /timeout: Expected a duration > 0 .*, got -1/],
+          // Zero is refused: it meant "no limit" before `Duration.infinity` did.
+          [{ timeout: 0 }, /timeout: Expected a duration > 0 \(Duration\.infinity for no limit\), got 0/],
           [{ timeoutMs: 50 }, /^Invalid acquire options: timeoutMs: unknown option\.$/]
         ]
         const defectOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : exit
@@ -233,7 +244,7 @@ describe("WorkerPool", () => {
         }
       }))
 
-    it.effect("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
+    test("maxQueue fails an acquire at once with QueueFullError when the queue is full", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1, maxQueue: 1 })
         yield* lease(pool)
@@ -247,7 +258,7 @@ describe("WorkerPool", () => {
   })
 
   describe("shutdown", () => {
-    it.effect("every queued waiter fails with PoolShutdownError, not an interruption", () =>
+    test("every queued waiter fails with PoolShutdownError, not an interruption", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
         const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
@@ -266,7 +277,7 @@ describe("WorkerPool", () => {
         yield* Fiber.join(closing)
       }))
 
-    it.effect("an acquire after shutdown fails at once with PoolShutdownError", () =>
+    test("an acquire after shutdown fails at once with PoolShutdownError", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
         const pool = yield* Scope.provide(WorkerPool.make({ acquire: makeResources().acquire, size: 1 }), scope)
@@ -276,7 +287,7 @@ describe("WorkerPool", () => {
         expect(error.message).toMatch(/^Worker pool has been shut down\./)
       }))
 
-    it.effect("idle workers are finalized at once and leased ones when they are returned", () =>
+    test("idle workers are finalized at once and leased ones when they are returned", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const scope = yield* Scope.make()
@@ -293,7 +304,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([2, 1])
       }))
 
-    it.effect("leased workers are finalized anyway after shutdownTimeout", () =>
+    test("leased workers are finalized anyway after shutdownTimeout", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const scope = yield* Scope.make()
@@ -313,7 +324,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("a create in flight at shutdown is interrupted and leaves nothing behind", () =>
+    test("a create in flight at shutdown is interrupted and leaves nothing behind", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.gate = yield* Deferred.make<void>()
@@ -330,7 +341,7 @@ describe("WorkerPool", () => {
   })
 
   describe("create failures", () => {
-    it.effect("a failed create fails the waiter that caused it and the pool stays usable", () =>
+    test("a failed create fails the waiter that caused it and the pool stays usable", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.failing.add(1)
@@ -343,7 +354,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ createFailures: 1, created: 1, busy: 1 })
       }))
 
-    it.effect("with waiters queued, a failed create fails its own waiter only", () =>
+    test("with waiters queued, a failed create fails its own waiter only", () =>
       Effect.gen(function*() {
         const res = makeResources()
         res.gate = yield* Deferred.make<void>()
@@ -360,7 +371,7 @@ describe("WorkerPool", () => {
   })
 
   describe("idle lifecycle", () => {
-    it.effect("an idle worker is finalized exactly at idleTimeout", () =>
+    test("an idle worker is finalized exactly at idleTimeout", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
@@ -373,7 +384,7 @@ describe("WorkerPool", () => {
         expect((yield* pool.stats).workers).toBe(0)
       }))
 
-    it.effect("reuse restarts the idle clock", () =>
+    test("reuse restarts the idle clock", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 minute" })
@@ -387,17 +398,17 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("idleTimeout 0 never retires a worker", () =>
+    test("idleTimeout Duration.infinity never retires a worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
-        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: 0 })
+        const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: Duration.infinity })
         yield* (yield* lease(pool)).release
         yield* TestClock.adjust("1000 days")
         expect(res.finalized).toEqual([])
         expect((yield* pool.stats).idle).toBe(1)
       }))
 
-    it.effect("a worker is never retired while someone waits for it", () =>
+    test("a worker is never retired while someone waits for it", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1, idleTimeout: "1 second" })
@@ -410,7 +421,7 @@ describe("WorkerPool", () => {
         expect((yield* Fiber.join(waiter)).worker.id).toBe(1)
       }))
 
-    it.effect("minIdle keeps that many workers warm and never retires them", () =>
+    test("minIdle keeps that many workers warm and never retires them", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 3, minIdle: 1, idleTimeout: "1 second" })
@@ -431,7 +442,7 @@ describe("WorkerPool", () => {
   })
 
   describe("invalidate", () => {
-    it.effect("an idle invalidated worker is finalized and its slot refilled on demand", () =>
+    test("an idle invalidated worker is finalized and its slot refilled on demand", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -443,7 +454,7 @@ describe("WorkerPool", () => {
         expect((yield* lease(pool)).worker.id).toBe(2)
       }))
 
-    it.effect("a leased invalidated worker is finalized when its lease ends, then replaced for the next waiter", () =>
+    test("a leased invalidated worker is finalized when its lease ends, then replaced for the next waiter", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const pool = yield* WorkerPool.make({ acquire: res.acquire, size: 1 })
@@ -458,7 +469,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("a lease held past leaseTimeout retires the worker and runs onLeaseTimeout once", () =>
+    test("a lease held past leaseTimeout retires the worker and runs onLeaseTimeout once", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const expired: Array<[number, number]> = []
@@ -466,7 +477,8 @@ describe("WorkerPool", () => {
           acquire: res.acquire,
           size: 1,
           leaseTimeout: "1 minute",
-          onLeaseTimeout: (worker, ms) => Effect.sync(() => void expired.push([worker.id, ms]))
+          onLeaseTimeout: (worker, leaseTimeout) =>
+            Effect.sync(() => void expired.push([worker.id, Duration.toMillis(leaseTimeout)]))
         })
         const first = yield* lease(pool)
         yield* TestClock.adjust("59999 millis")
@@ -485,7 +497,7 @@ describe("WorkerPool", () => {
         expect(second.worker.id).toBe(2)
       }))
 
-    it.effect("a use whose function throws while queued dies with that defect and releases the worker", () =>
+    test("a use whose function throws while queued dies with that defect and releases the worker", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const first = yield* lease(pool)
@@ -502,7 +514,7 @@ describe("WorkerPool", () => {
         expect(yield* pool.stats).toMatchObject({ busy: 0, idle: 1, queued: 0 })
       }))
 
-    it.effect("a use whose function throws with a worker idle dies with that defect and returns the worker", () =>
+    test("a use whose function throws with a worker idle dies with that defect and returns the worker", () =>
       Effect.gen(function*() {
         const res = makeResources()
         const scope = yield* Scope.make()
@@ -531,7 +543,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("use releases the worker when its effect fails", () =>
+    test("use releases the worker when its effect fails", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         const error = yield* Effect.flip(pool.use(() => Effect.fail("boom" as const)))
@@ -541,7 +553,7 @@ describe("WorkerPool", () => {
   })
 
   describe("observability", () => {
-    it.effect("metrics report queue, busy, idle and counts with the pool and provider attributes", () =>
+    test("metrics report queue, busy, idle and counts with the pool and provider attributes", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({
           acquire: makeResources().acquire,
@@ -573,7 +585,7 @@ describe("WorkerPool", () => {
         expect(metrics["worker_pool_wait_ms"]?.state).toMatchObject({ count: 2, sum: 250 })
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
-    it.effect("two pools with the same name keep series of their own, and closing one leaves the other's", () =>
+    test("two pools with the same name keep series of their own, and closing one leaves the other's", () =>
       Effect.gen(function*() {
         /** Every series of pools named "twin": metric id -> pool_id -> state. */
         const read = Effect.map(Metric.snapshot, (snapshots) => {
@@ -616,7 +628,7 @@ describe("WorkerPool", () => {
         expect(Object.keys((yield* read)["worker_pool_workers_busy"] ?? {})).toEqual(["twin#1"])
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 
-    it.effect("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
+    test("logs enqueue and hand-off at debug level with queue length and waited milliseconds", () => {
       const lines: Array<unknown> = []
       const logger = Logger.make((options) => {
         if (options.logLevel === "Debug") lines.push(options.message)
@@ -643,7 +655,7 @@ describe("WorkerPool", () => {
   })
 
   describe("log annotations", () => {
-    it.effect("the pool's lines, from its own fibers too, carry pool and pool_id", () => {
+    test("the pool's lines, from its own fibers too, carry pool and pool_id", () => {
       const lines: Array<[string, unknown, unknown]> = []
       const logger = Logger.make((options) => {
         lines.push([options.logLevel, options.message, options.fiber.getRef(References.CurrentLogAnnotations)])
@@ -671,7 +683,7 @@ describe("WorkerPool", () => {
   })
 
   describe("construction", () => {
-    it.effect("layer builds the pool as a service and shuts it down when released", () =>
+    test("layer builds the pool as a service and shuts it down when released", () =>
       Effect.gen(function*() {
         const res = makeResources()
         class Pool extends Context.Service<Pool, WorkerPool.WorkerPool<Resource, CreateFailed>>()("test/Pool") {}
@@ -685,7 +697,7 @@ describe("WorkerPool", () => {
         expect(res.finalized).toEqual([1])
       }))
 
-    it.effect("bad options are a defect naming the option", () =>
+    test("bad options are a defect naming the option", () =>
       Effect.gen(function*() {
         const acquire = makeResources().acquire
         const cases: Array<[WorkerPool.Options<Resource, CreateFailed, never>, RegExp]> = [
@@ -706,7 +718,7 @@ describe("WorkerPool", () => {
         }
       }))
 
-    it.effect("shutdown is idempotent and later leases fail", () =>
+    test("shutdown is idempotent and later leases fail", () =>
       Effect.gen(function*() {
         const pool = yield* WorkerPool.make({ acquire: makeResources().acquire, size: 1 })
         yield* pool.shutdown

@@ -37,9 +37,13 @@
  */
 import { experimental_streamTextLowMemory, generateText, type ModelMessage, streamText } from "ai"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type CodexPromiseWorkerPool, type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
+import {
+  type CodexPromiseWorkerPool,
+  type CodexWorkerHandle,
+  type CodexWorkerPoolOptions,
+  createCodexWorkerPool
+} from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
-import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { type CodexPoolLike, createCodexProvider, type ThreadDefaults } from "../src/ai-sdk/index.ts"
 import { LeaseTimeoutError, PoolShutdownError, WorkerCrashedError } from "../src/errors.ts"
 import { type ModelServer, startModelServer } from "../src/testing/ModelServer.ts"
@@ -160,7 +164,7 @@ interface Setup {
 }
 
 const setup = (
-  options: CodexWorkerPool.Options & { readonly ephemeral?: boolean } = {}
+  options: CodexWorkerPoolOptions & { readonly ephemeral?: boolean } = {}
 ): Setup => {
   const { ephemeral = true, ...poolOptions } = options
   const pool = createCodexWorkerPool({

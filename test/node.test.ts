@@ -10,7 +10,7 @@ import { Effect } from "effect"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { createCodexWorkerPool, layerChildProcessSpawner, layerCodexWorkerPool } from "../src/node.ts"
-import { fakePoolOptions, isLivePid, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
+import { fakePoolOptions, fakeServiceOptions, isLivePid, killByMarker, liveByMarker, newMarker, waitUntil } from "./helpers/procs.ts"
 
 let marker = ""
 beforeEach(() => {
@@ -49,7 +49,7 @@ describe("codex-worker-pool/node", () => {
           pid = worker.pid
           return worker.call("thread/start", { ephemeral: true })
         })
-      }).pipe(Effect.provide(layerCodexWorkerPool(fakePoolOptions(marker, [], { poolSize: 1 }))))
+      }).pipe(Effect.provide(layerCodexWorkerPool(fakeServiceOptions(marker, [], { poolSize: 1 }))))
       expect(result.thread.ephemeral).toBe(true)
       expect(pid).toBeGreaterThan(0)
       expect(isLivePid(pid)).toBe(false)
@@ -59,7 +59,7 @@ describe("codex-worker-pool/node", () => {
   it.effect("layerChildProcessSpawner is what CodexWorker.make needs", () =>
     Effect.gen(function*() {
       const pid = yield* Effect.scoped(Effect.gen(function*() {
-        const worker = yield* CodexWorker.make(fakePoolOptions(marker))
+        const worker = yield* CodexWorker.make(fakeServiceOptions(marker))
         yield* worker.call("thread/start", {})
         return worker.pid
       }))

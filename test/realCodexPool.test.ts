@@ -29,6 +29,7 @@ import {
   type CloseEvent,
   type CodexPromiseWorkerPool,
   type CodexWorkerHandle,
+  type CodexWorkerPoolOptions,
   createCodexWorkerPool
 } from "../src/node.ts"
 import type { IncomingMessage } from "../src/CodexWorker.ts"
@@ -92,7 +93,7 @@ const codexOptions = () => ({
   env: codexEnv({ codexHome: home.path })
 })
 
-const makePool = (options: CodexWorkerPool.Options = {}): CodexPromiseWorkerPool => {
+const makePool = (options: CodexWorkerPoolOptions = {}): CodexPromiseWorkerPool => {
   const pool = createCodexWorkerPool({ ...codexOptions(), ...options })
   pools.push(pool)
   return pool

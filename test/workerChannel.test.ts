@@ -16,7 +16,7 @@ import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
 import { PoolOptionsError, ProtocolError, WorkerCrashedError, WorkerStdioError } from "../src/errors.ts"
 import { layerChildProcessSpawner } from "../src/node.ts"
 import {
-  fakePoolOptions,
+  fakeServiceOptions,
   isLivePid,
   killByMarker,
   liveByMarker,
@@ -35,7 +35,7 @@ afterEach(async () => {
 
 /** Pool options that run the fake app-server with this test's marker, `--control` and `flags`. */
 const fake = (flags: ReadonlyArray<string> = [], options: CodexWorkerPool.Options = {}): CodexWorkerPool.Options =>
-  fakePoolOptions(marker, ["--control", ...flags], options)
+  fakeServiceOptions(marker, ["--control", ...flags], options)
 
 /** Waits (bounded, real time) until `predicate` holds; the result is asserted by the caller. */
 const eventually = (predicate: () => boolean, timeoutMs = 5_000) =>

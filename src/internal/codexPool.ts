@@ -4,18 +4,27 @@
  *
  * @internal
  */
-import { Context, Effect, Schema } from "effect"
+import { type Config, Context, Duration, Effect, Schema, Struct } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
+import type { CodexWorkerPoolOptions } from "../CodexPromisePool.ts"
 import type { Options, Stats } from "../CodexWorkerPool.ts"
-import { LeaseTimeoutError, PoolOptionsError, type WorkerSpawnError } from "../errors.ts"
+import { LeaseTimeoutError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
-import type { PoolLogger } from "../PromisePool.ts"
 import { type Logging, PoolLoggerSchema } from "./hostLogger.ts"
 import { registerPulled } from "./metrics.ts"
-import { CountOrInfinity, decodeOptions, IntAtLeast, Millis } from "./options.ts"
-import { CoreKey, type Internals } from "./poolInternals.ts"
+import {
+  CountOrInfinity,
+  decodeOptions,
+  DurationInput,
+  durationOfMs,
+  IntAtLeast,
+  Millis,
+  ProcessOptionsFields,
+  Timeout
+} from "./options.ts"
+import { checkInErrorChannel, CoreKey, type Internals } from "./poolInternals.ts"
 import { startWatchdog, type Watchdog } from "./watchdog.ts"
 
 /** How the pool makes one worker in the worker's scope. */
@@ -32,71 +41,98 @@ export const WorkerFactory = Context.Reference<MakeWorker>("codex-worker-pool/in
   defaultValue: () => CodexWorker.make
 })
 
+/** `minIdle` fits within `poolSize`; an issue at `minIdle` otherwise. */
+const minIdleWithinPoolSize = Schema.makeFilter(
+  (o: { readonly poolSize?: number | undefined; readonly minIdle?: number | undefined }) =>
+    (o.minIdle ?? 0) <= (o.poolSize ?? 1) || { path: ["minIdle"], issue: `must be <= poolSize (${o.poolSize ?? 1})` }
+)
+
+/** The options of the service (`CodexWorkerPool.Options`). */
 const OptionsSchema = Schema.Struct({
   poolSize: Schema.optional(IntAtLeast(1)),
-  idleTimeoutMs: Schema.optional(Millis),
-  acquireTimeoutMs: Schema.optional(Millis),
+  idleTimeout: Schema.optional(Timeout),
+  acquireTimeout: Schema.optional(Timeout),
   maxQueue: Schema.optional(CountOrInfinity),
   minIdle: Schema.optional(IntAtLeast(0)),
-  leaseTimeoutMs: Schema.optional(Millis),
-  shutdownTimeoutMs: Schema.optional(Millis),
+  leaseTimeout: Schema.optional(Timeout),
+  shutdownTimeout: Schema.optional(DurationInput),
   name: Schema.optional(Schema.String),
   watchdog: Schema.optional(Schema.Boolean),
-  command: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
-  args: Schema.optional(Schema.Array(Schema.String)),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.UndefinedOr(Schema.String))),
-  cwd: Schema.optional(Schema.String),
-  codexHome: Schema.optional(Schema.String),
-  spawnTimeoutMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
-  killGraceMs: Schema.optional(Millis),
-  processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
-  // Up to V8's longest string (2^29 - 24 characters): a longer line could not be decoded at all.
-  maxLineBytes: Schema.optional(IntAtLeast(1024).check(Schema.isLessThanOrEqualTo(2 ** 29 - 24))),
-  clientInfo: Schema.optional(Schema.Struct({
-    name: Schema.String,
-    version: Schema.String,
-    title: Schema.optional(Schema.String)
-  })),
-  capabilities: Schema.optional(Schema.Unknown)
-})
-
-/** The promise facade's options: the service's, plus how it logs. */
-const FacadeOptionsSchema = Schema.Struct({
-  ...OptionsSchema.fields,
-  debug: Schema.optional(Schema.Boolean),
-  logger: Schema.optional(PoolLoggerSchema)
-})
-
-/** Validated options. */
-export type Settings = ReturnType<typeof validate>
+  ...ProcessOptionsFields
+}).check(minIdleWithinPoolSize)
 
 /**
- * Validates options, throwing a `PoolOptionsError` naming the bad option.
- * `facade`: the options of `createCodexWorkerPool`, which also take `debug`
- * and `logger`.
+ * The options of the promise facade (`createCodexWorkerPool`): the same, with
+ * times as numbers of milliseconds under their `...Ms` names (0: no limit,
+ * except `killGraceMs`: no grace), plus how it logs.
  */
-export const validate = (
-  options: Options & { readonly debug?: boolean | undefined; readonly logger?: PoolLogger | undefined },
-  facade = false
-) => {
-  const o: Schema.Schema.Type<typeof FacadeOptionsSchema> = facade
-    ? decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options)
-    : decodeOptions("CodexWorkerPool", OptionsSchema, options)
-  const poolSize = o.poolSize ?? 1
-  if ((o.minIdle ?? 0) > poolSize) {
-    throw new PoolOptionsError({
-      message: `Invalid CodexWorkerPool options: minIdle: must be <= poolSize (${poolSize}), got ${o.minIdle}.`
-    })
+const FacadeOptionsSchema = Schema.Struct({
+  ...Struct.omit(OptionsSchema.fields, [
+    "idleTimeout",
+    "acquireTimeout",
+    "leaseTimeout",
+    "shutdownTimeout",
+    "spawnTimeout",
+    "killGrace",
+    "processScanInterval"
+  ]),
+  idleTimeoutMs: Schema.optional(Millis),
+  acquireTimeoutMs: Schema.optional(Millis),
+  leaseTimeoutMs: Schema.optional(Millis),
+  shutdownTimeoutMs: Schema.optional(Millis),
+  spawnTimeoutMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
+  killGraceMs: Schema.optional(Millis.check(Schema.isFinite())),
+  processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
+  debug: Schema.optional(Schema.Boolean),
+  logger: Schema.optional(PoolLoggerSchema)
+}).check(minIdleWithinPoolSize)
+
+/**
+ * The service's options for the facade's: the one place where the facade's
+ * `...Ms` numbers become the Effect API's durations. Its limits keep their
+ * meaning, 0 (or `Infinity`) being "no limit": `Duration.infinity`.
+ */
+export const fromFacadeOptions = (options: CodexWorkerPoolOptions): Options => {
+  const {
+    acquireTimeoutMs,
+    debug: _debug,
+    idleTimeoutMs,
+    killGraceMs,
+    leaseTimeoutMs,
+    logger: _logger,
+    processScanIntervalMs,
+    shutdownTimeoutMs,
+    spawnTimeoutMs,
+    ...rest
+  } = options
+  return {
+    ...rest,
+    idleTimeout: durationOfMs(idleTimeoutMs),
+    acquireTimeout: durationOfMs(acquireTimeoutMs),
+    leaseTimeout: durationOfMs(leaseTimeoutMs),
+    shutdownTimeout: durationOfMs(shutdownTimeoutMs),
+    // Not limits: `spawnTimeoutMs` and `processScanIntervalMs` are > 0, and
+    // `killGraceMs: 0` is no grace.
+    spawnTimeout: spawnTimeoutMs === undefined ? undefined : Duration.millis(spawnTimeoutMs),
+    killGrace: killGraceMs === undefined ? undefined : Duration.millis(killGraceMs),
+    processScanInterval: processScanIntervalMs === undefined ? undefined : Duration.millis(processScanIntervalMs)
   }
+}
+
+/** Validated options. */
+export type Settings = ReturnType<typeof settingsOf>
+
+/** The settings of validated service options. */
+const settingsOf = (o: Options, logging: Logging) => {
   const process: CodexWorker.ProcessOptions = {
     command: o.command,
     args: o.args,
     env: o.env,
     cwd: o.cwd,
     codexHome: o.codexHome,
-    spawnTimeoutMs: o.spawnTimeoutMs,
-    killGraceMs: o.killGraceMs,
-    processScanIntervalMs: o.processScanIntervalMs,
+    spawnTimeout: o.spawnTimeout,
+    killGrace: o.killGrace,
+    processScanInterval: o.processScanInterval,
     maxLineBytes: o.maxLineBytes,
     clientInfo: o.clientInfo,
     capabilities: o.capabilities
@@ -104,21 +140,41 @@ export const validate = (
   return {
     process,
     pool: {
-      size: poolSize,
-      idleTimeout: o.idleTimeoutMs ?? 300_000,
-      acquireTimeout: o.acquireTimeoutMs ?? 0,
+      size: o.poolSize ?? 1,
+      idleTimeout: o.idleTimeout ?? "5 minutes",
+      acquireTimeout: o.acquireTimeout,
       maxQueue: o.maxQueue,
       minIdle: o.minIdle,
-      leaseTimeout: o.leaseTimeoutMs ?? 300_000,
-      shutdownTimeout: o.shutdownTimeoutMs,
+      leaseTimeout: o.leaseTimeout ?? "5 minutes",
+      shutdownTimeout: o.shutdownTimeout,
       name: o.name ?? "codex",
       provider: "codex"
-    },
+    } satisfies Omit<WorkerPool.Options<unknown, never, never>, "acquire">,
     watchdog: o.watchdog ?? false,
-    // The host's own object (the decoded copy has lost its `this`).
-    logging: { debug: o.debug ?? false, logger: options.logger } satisfies Logging
+    logging
   }
 }
+
+/** Validates the service's options, throwing a `PoolOptionsError` naming the bad option. */
+export const validate = (options: Options): Settings =>
+  settingsOf(decodeOptions("CodexWorkerPool", OptionsSchema, options), { debug: false, logger: undefined })
+
+/**
+ * Validates the options of `createCodexWorkerPool`, throwing a
+ * `PoolOptionsError` naming the bad option (by its facade name).
+ */
+export const validateFacade = (options: CodexWorkerPoolOptions): Settings => {
+  const o = decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options)
+  // The host's own logger object (the decoded copy has lost its `this`).
+  return settingsOf(fromFacadeOptions(o), { debug: o.debug ?? false, logger: options.logger })
+}
+
+/**
+ * Checks service options read from a `Config` by the rules of `validate`,
+ * failing with a `ConfigError` naming each bad option instead of a defect.
+ */
+export const checkConfig = (options: Options): Effect.Effect<Options, Config.ConfigError> =>
+  checkInErrorChannel(OptionsSchema, options)
 
 /** Live processes and resident memory of the workers of one pool. */
 export const processStats = (workers: ReadonlySet<CodexWorker.CodexWorker>) => {
@@ -162,9 +218,11 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     const pool = yield* WorkerPool.make<W, WorkerSpawnError, ChildProcessSpawner>({
       acquire,
       ...settings.pool,
-      onLeaseTimeout: (held, leaseTimeoutMs) => {
+      onLeaseTimeout: (held, leaseTimeout) => {
         const worker = view.unwrap(held)
-        return worker.terminate(new LeaseTimeoutError({ leaseTimeoutMs, pid: worker.pid }))
+        return worker.terminate(
+          new LeaseTimeoutError({ leaseTimeoutMs: Duration.toMillis(leaseTimeout), pid: worker.pid })
+        )
       }
     })
     invalidate = (held) => Effect.runSync(pool.invalidate(held))
@@ -191,5 +249,5 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
     return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
-  })
+  }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 

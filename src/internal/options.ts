@@ -8,18 +8,51 @@
 import { Duration, Option, Schema } from "effect"
 import { PoolOptionsError } from "../errors.ts"
 
-/** A duration in milliseconds or any `Duration.Input`; negative and NaN are refused. */
-const isDurationInput = (u: unknown): u is Duration.Input => {
-  if (typeof u === "number") return u >= 0 // NaN fails this too
-  if (u === undefined || u === null || typeof u === "boolean" || typeof u === "function") return false
+/** The `Duration` of `u` when it is a `Duration.Input` (a number counts as milliseconds), else `undefined`. */
+const durationOf = (u: unknown): Duration.Duration | undefined => {
+  if (u === undefined || u === null || typeof u === "boolean" || typeof u === "function") return undefined
+  if (typeof u === "number" && Number.isNaN(u)) return undefined
   const d = Duration.fromInput(u as Duration.Input)
-  return Option.isSome(d) && !Duration.isNegative(d.value)
+  return Option.isSome(d) ? d.value : undefined
 }
 
-/** Schema of a non-negative duration (milliseconds or `Duration.Input`). */
-export const DurationInput = Schema.declare(isDurationInput, {
-  expected: "a duration >= 0 (milliseconds or a Duration)"
+/**
+ * A limit of time: a `Duration.Input` > 0, `Duration.infinity` for no limit.
+ * Zero is refused: it used to mean "no limit" (and still does in the promise
+ * facades' `...Ms` options), so a zero here is most likely a leftover.
+ */
+const isTimeout = (u: unknown): u is Duration.Input => {
+  if (typeof u === "number") return u > 0 // NaN fails this too
+  const d = durationOf(u)
+  return d !== undefined && Duration.isGreaterThan(d, Duration.zero)
+}
+
+/** Schema of a limit of time: a duration > 0, `Duration.infinity` meaning no limit. */
+export const Timeout = Schema.declare(isTimeout, {
+  expected: "a duration > 0 (Duration.infinity for no limit)"
 })
+
+/** A duration >= 0, infinite or not. */
+const isDurationInput = (u: unknown): u is Duration.Input => {
+  if (typeof u === "number") return u >= 0 // NaN fails this too
+  const d = durationOf(u)
+  return d !== undefined && !Duration.isNegative(d)
+}
+
+/** Schema of a duration >= 0 (`Duration.infinity` allowed). */
+export const DurationInput = Schema.declare(isDurationInput, {
+  expected: "a duration >= 0 (Duration.infinity for no limit)"
+})
+
+/** Schema of a finite duration >= 0. */
+export const FiniteDuration = Schema.declare(
+  (u: unknown): u is Duration.Input => {
+    if (typeof u === "number") return u >= 0 && u !== Infinity
+    const d = durationOf(u)
+    return d !== undefined && !Duration.isNegative(d) && Duration.isFinite(d)
+  },
+  { expected: "a finite duration >= 0" }
+)
 
 /** A time in milliseconds: a finite or infinite number >= 0 (not NaN, not a numeric string). */
 const isMillis = (u: unknown): u is number => typeof u === "number" && u >= 0
@@ -114,6 +147,7 @@ const describe = (u: unknown): string => {
       return `${u}n`
     case "object": {
       if (u === null) return "null"
+      if (Duration.isDuration(u)) return `a Duration (${Duration.format(u)})`
       if (Array.isArray(u)) return "an array"
       const name = Object.getPrototypeOf(u)?.constructor?.name
       return typeof name === "string" && name !== "" && name !== "Object" ? `a ${name}` : "an object"
@@ -184,9 +218,69 @@ export const checkRequestOptions = callOptionsChecker(
 /** Checks the options of an Effect `getWith` / `use`: `timeout`. */
 export const checkEffectAcquireOptions = callOptionsChecker(
   "acquire",
-  Schema.Struct({ timeout: Schema.optional(DurationInput) }),
-  { timeout: isDurationInput }
+  Schema.Struct({ timeout: Schema.optional(Timeout) }),
+  { timeout: isTimeout }
 )
 
 /** Milliseconds of a validated duration; `Infinity` stays `Infinity`. */
 export const toMillis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/**
+ * The milliseconds the core works with for a validated limit of time
+ * (`Timeout`): `undefined` gives `fallback`, and no limit (`Duration.infinity`)
+ * is 0, as the core has it.
+ */
+export const timeoutMillis = (input: Duration.Input | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  const ms = typeof input === "number" ? input : toMillis(input)
+  return ms === Infinity ? 0 : ms
+}
+
+/**
+ * The `Duration` of a promise facade's `...Ms` option: `undefined` stays
+ * absent, and 0 or `Infinity` (the facades' "no limit") is
+ * `Duration.infinity`. The one mapping from the facades' times to the
+ * Effect API's.
+ */
+export const durationOfMs = (ms: number | undefined): Duration.Duration | undefined =>
+  ms === undefined ? undefined : ms === 0 || ms === Infinity ? Duration.infinity : Duration.millis(ms)
+
+/** The fields of `CodexWorker.ProcessOptions`, shared by `CodexWorker.make` and the Codex pool. */
+export const ProcessOptionsFields = {
+  command: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
+  args: Schema.optional(Schema.Array(Schema.String)),
+  env: Schema.optional(Schema.Record(Schema.String, Schema.UndefinedOr(Schema.String))),
+  cwd: Schema.optional(Schema.String),
+  codexHome: Schema.optional(Schema.String),
+  spawnTimeout: Schema.optional(Timeout),
+  killGrace: Schema.optional(FiniteDuration),
+  processScanInterval: Schema.optional(Timeout),
+  // Up to V8's longest string (2^29 - 24 characters): a longer line could not be decoded at all.
+  maxLineBytes: Schema.optional(IntAtLeast(1024).check(Schema.isLessThanOrEqualTo(2 ** 29 - 24))),
+  clientInfo: Schema.optional(Schema.Struct({
+    name: Schema.String,
+    version: Schema.String,
+    title: Schema.optional(Schema.String)
+  })),
+  capabilities: Schema.optional(Schema.Unknown)
+}
+
+const ProcessOptionsSchema = Schema.Struct(ProcessOptionsFields)
+
+/**
+ * Validates the options of `CodexWorker.make` (throwing a `PoolOptionsError`
+ * naming the bad option) and returns its times in milliseconds: `Infinity`
+ * for no limit.
+ */
+export const processSettings = (options: unknown): {
+  readonly spawnTimeoutMs: number
+  readonly graceMs: number
+  readonly scanIntervalMs: number
+} => {
+  const o = decodeOptions("CodexWorker", ProcessOptionsSchema, options)
+  return {
+    spawnTimeoutMs: o.spawnTimeout === undefined ? 30_000 : toMillis(o.spawnTimeout),
+    graceMs: o.killGrace === undefined ? 2_000 : toMillis(o.killGrace),
+    scanIntervalMs: o.processScanInterval === undefined ? 1_000 : toMillis(o.processScanInterval)
+  }
+}

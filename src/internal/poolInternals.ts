@@ -5,37 +5,84 @@
  *
  * @internal
  */
-import { Context, type Duration, Effect, Schema } from "effect"
-import { PoolOptionsError } from "../errors.ts"
+import { Config, type Context, Effect, Schema } from "effect"
 import type { Options, Stats } from "../WorkerPool.ts"
 import type { PoolCore, Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
-import { CountOrInfinity, decodeOptions, DurationInput, Function, IntAtLeast, toMillis } from "./options.ts"
+import {
+  CountOrInfinity,
+  decodeOptions,
+  DurationInput,
+  Function,
+  IntAtLeast,
+  Timeout,
+  timeoutMillis,
+  toMillis
+} from "./options.ts"
+
+/** The options that are plain values (all but the callbacks): what `layerConfig` reads from a `Config`. */
+export const ValueOptionsFields = {
+  size: IntAtLeast(1),
+  idleTimeout: Schema.optional(Timeout),
+  acquireTimeout: Schema.optional(Timeout),
+  maxQueue: Schema.optional(CountOrInfinity),
+  minIdle: Schema.optional(IntAtLeast(0)),
+  shutdownTimeout: Schema.optional(DurationInput),
+  leaseTimeout: Schema.optional(Timeout),
+  name: Schema.optional(Schema.String),
+  provider: Schema.optional(Schema.String)
+}
+
+/** `minIdle` fits within `size`; an issue at `minIdle` otherwise. */
+const minIdleWithinSize = Schema.makeFilter((o: { readonly size: number; readonly minIdle?: number | undefined }) =>
+  o.minIdle === undefined || o.minIdle <= o.size ||
+  { path: ["minIdle"], issue: `must be <= size (${o.size})` }
+)
 
 const OptionsSchema = Schema.Struct({
   acquire: Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
     expected: "an Effect"
   }),
-  size: IntAtLeast(1),
-  idleTimeout: Schema.optional(DurationInput),
-  acquireTimeout: Schema.optional(DurationInput),
-  maxQueue: Schema.optional(CountOrInfinity),
-  minIdle: Schema.optional(IntAtLeast(0)),
-  shutdownTimeout: Schema.optional(DurationInput),
-  leaseTimeout: Schema.optional(DurationInput),
   onLeaseTimeout: Schema.optional(Function),
-  name: Schema.optional(Schema.String),
-  provider: Schema.optional(Schema.String)
-})
+  ...ValueOptionsFields
+}).check(minIdleWithinSize)
 
-/** The validated settings of a pool. */
+const ValueOptionsSchema = Schema.Struct(ValueOptionsFields).check(minIdleWithinSize)
+
+/**
+ * Checks options read from a `Config` (`layerConfig`) by the rules of
+ * `validate`, failing with a `ConfigError` that names each bad option instead
+ * of a defect.
+ */
+export const checkConfigOptions = <A>(options: A): Effect.Effect<A, Config.ConfigError> =>
+  checkInErrorChannel(ValueOptionsSchema, options)
+
+/**
+ * Decodes `options` with `schema` as `decodeOptions` does (unknown options
+ * refused, every issue reported), failing with a `ConfigError` carrying the
+ * `SchemaError`.
+ */
+export const checkInErrorChannel = <A>(schema: Schema.Top, options: A): Effect.Effect<A, Config.ConfigError> =>
+  Effect.as(
+    Effect.mapError(
+      Schema.decodeUnknownEffect(schema as Schema.Codec<unknown>)(options, { onExcessProperty: "error", errors: "all" }),
+      (error) => new Config.ConfigError(error)
+    ),
+    options
+  )
+
+/** The validated settings of a pool, in milliseconds as the core works. */
 export interface Settings {
   readonly size: number
+  /** 0: no limit. */
   readonly idleTimeout: number
+  /** 0: no limit. */
   readonly acquireTimeout: number
   readonly maxQueue: number
   readonly minIdle: number
+  /** `Infinity`: wait for ever; 0: finalize leased workers at once. */
   readonly shutdownTimeout: number
+  /** 0: no limit. */
   readonly leaseTimeout: number
   readonly name: string
   readonly provider: string
@@ -44,22 +91,14 @@ export interface Settings {
 /** Validates options, throwing a `PoolOptionsError` naming the bad option. */
 export const validate = (options: Options<any, any, any>): Settings => {
   const o = decodeOptions("WorkerPool", OptionsSchema, options)
-  const minIdle = o.minIdle ?? 0
-  if (minIdle > o.size) {
-    throw new PoolOptionsError({ message: `Invalid WorkerPool options: minIdle: must be <= size (${o.size}), got ${minIdle}.` })
-  }
-  const millis = (d: Duration.Input | undefined, fallback: number) => {
-    const ms = d === undefined ? fallback : toMillis(d)
-    return ms === Infinity ? 0 : ms
-  }
   return {
     size: o.size,
-    idleTimeout: millis(o.idleTimeout, 300_000),
-    acquireTimeout: millis(o.acquireTimeout, 0),
+    idleTimeout: timeoutMillis(o.idleTimeout, 300_000),
+    acquireTimeout: timeoutMillis(o.acquireTimeout, 0),
     maxQueue: o.maxQueue ?? Infinity,
-    minIdle,
-    shutdownTimeout: millis(o.shutdownTimeout, 30_000),
-    leaseTimeout: millis(o.leaseTimeout, 0),
+    minIdle: o.minIdle ?? 0,
+    shutdownTimeout: o.shutdownTimeout === undefined ? 30_000 : toMillis(o.shutdownTimeout),
+    leaseTimeout: timeoutMillis(o.leaseTimeout, 0),
     name: o.name ?? "worker-pool",
     provider: o.provider ?? "generic"
   }

@@ -190,7 +190,8 @@ export interface FakeWorker {
 export interface FakeWorkerOptions {
   readonly clientInfo?: { readonly name: string; readonly version: string; readonly title?: string | undefined } | undefined
   readonly capabilities?: unknown
-  readonly spawnTimeoutMs?: number | undefined
+  /** Longest wait for the answer to `initialize`. Default 30 seconds. */
+  readonly spawnTimeout?: Duration.Input | undefined
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
@@ -415,7 +416,7 @@ export const make = (
       Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
     })
 
-    const spawnTimeoutMs = options.spawnTimeoutMs ?? 30_000
+    const spawnTimeoutMs = Duration.toMillis(options.spawnTimeout ?? 30_000)
     const initializeResult = yield* channel.request("initialize", {
       clientInfo: options.clientInfo ?? { name: "codex-worker-pool", version: "0.1.0" },
       capabilities: options.capabilities ?? null
@@ -428,7 +429,7 @@ export const make = (
               command: FAKE_COMMAND,
               reason: "Timeout",
               pid,
-              cause: `no answer to initialize within spawnTimeoutMs (${spawnTimeoutMs} ms)`
+              cause: `no answer to initialize within spawnTimeout (${spawnTimeoutMs} ms)`
             })
           )
       }),

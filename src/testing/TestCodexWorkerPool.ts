@@ -15,12 +15,15 @@
  * - `makeTest(options)`: both in the current scope.
  * - `createTestCodexWorkerPool(options)`: the promise facade
  *   (`createCodexWorkerPool`) over fakes, with a `fakes` property.
- * Options are the pool's, without the process ones (`command`, `args`, `env`,
- * `cwd`, `codexHome`, `killGraceMs`, `processScanIntervalMs`, `watchdog`:
- * nothing is spawned), plus `script`: what every worker does (see
- * `FakeWorkerScript`, `textTurns`). `clientInfo` and `capabilities` are sent
- * in the fake's `initialize` (visible in `received`); `spawnTimeoutMs` bounds
- * it.
+ * Options are the pool's (`CodexWorkerPool.Options`, times as `Duration.Input`s,
+ * for `layerTest` and `makeTest`; `CodexWorkerPoolOptions`, times in `...Ms`
+ * milliseconds, for `createTestCodexWorkerPool`), without the process options
+ * (`command`, `args`, `env`, `cwd`, `codexHome`, `killGrace` / `killGraceMs`,
+ * `processScanInterval` / `processScanIntervalMs`, `watchdog`: nothing is
+ * spawned), plus `script`: what every worker does (see `FakeWorkerScript`,
+ * `textTurns`). `clientInfo` and `capabilities` are sent in the fake's
+ * `initialize` (visible in `received`); `spawnTimeout` (`spawnTimeoutMs`)
+ * bounds it.
  *
  * Limits: process-level behaviour is not simulated (tree kills, exit hooks,
  * the watchdog, `residentBytes`); `stats().processes` counts one per open
@@ -43,15 +46,16 @@
 import { Context, Effect, Layer } from "effect"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
-import { type CodexPromiseWorkerPool, makeCodexPromisePool } from "../CodexPromisePool.ts"
+import { type CodexPromiseWorkerPool, type CodexWorkerPoolOptions, makeCodexPromisePool } from "../CodexPromisePool.ts"
 import * as CodexWorkerPool from "../CodexWorkerPool.ts"
 import { PoolOptionsError } from "../errors.ts"
 import { type MakeWorker, WorkerFactory } from "../internal/codexPool.ts"
 import * as FakeCodexWorker from "./FakeCodexWorker.ts"
 
 /**
- * Options of a test pool: the pool's, without the process options, plus the
- * fake workers' script.
+ * Options of a test pool made with `layerTest` or `makeTest`: the service's
+ * (`CodexWorkerPool.Options`, times as `Duration.Input`s), without the process
+ * options, plus the fake workers' script.
  *
  * @since 0.1.0
  * @category models
@@ -59,6 +63,24 @@ import * as FakeCodexWorker from "./FakeCodexWorker.ts"
 export interface TestOptions extends
   Omit<
     CodexWorkerPool.Options,
+    "command" | "args" | "env" | "cwd" | "codexHome" | "killGrace" | "processScanInterval" | "watchdog"
+  >
+{
+  /** What every fake worker does. Default: answer `initialize` only. */
+  readonly script?: FakeCodexWorker.FakeWorkerScript | undefined
+}
+
+/**
+ * Options of `createTestCodexWorkerPool`: the promise facade's
+ * (`CodexWorkerPoolOptions`, times as `...Ms` milliseconds), without the
+ * process options, plus the fake workers' script.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TestCodexWorkerPoolOptions extends
+  Omit<
+    CodexWorkerPoolOptions,
     "command" | "args" | "env" | "cwd" | "codexHome" | "killGraceMs" | "processScanIntervalMs" | "watchdog"
   >
 {
@@ -99,15 +121,17 @@ const processOptions = [
   "env",
   "cwd",
   "codexHome",
+  "killGrace",
   "killGraceMs",
+  "processScanInterval",
   "processScanIntervalMs",
   "watchdog"
 ] as const
 
 /** Splits the script off and rejects the process options, naming them. */
-const split = (options: TestOptions): {
+const split = <O extends { readonly script?: FakeCodexWorker.FakeWorkerScript | undefined }>(options: O): {
   readonly script: FakeCodexWorker.FakeWorkerScript
-  readonly pool: CodexWorkerPool.Options
+  readonly pool: Omit<O, "script">
 } => {
   if (typeof options !== "object" || options === null) {
     throw new PoolOptionsError({ message: `Invalid test pool options: expected an object, got ${String(options)}.` })
@@ -220,7 +244,7 @@ export interface TestCodexPromiseWorkerPool extends CodexPromiseWorkerPool {
  * @since 0.1.0
  * @category constructors
  */
-export const createTestCodexWorkerPool = (options: TestOptions = {}): TestCodexPromiseWorkerPool => {
+export const createTestCodexWorkerPool = (options: TestCodexWorkerPoolOptions = {}): TestCodexPromiseWorkerPool => {
   const { pool: poolOptions, script } = split(options)
   const factory = makeFactory(script)
   const pool = makeCodexPromisePool(poolOptions, noSpawner, factory.make)

@@ -139,7 +139,9 @@ export const codexEnv = (
 /**
  * Process options for `createCodexWorkerPool` / `CodexWorkerPool.layer` that
  * run codex against the model server: `args`, `env` (the API key) and
- * `codexHome` when given. Spread them into the pool's options.
+ * `codexHome` when given. Spread them into the pool's options; they set no
+ * times, so they fit both the facade's `...Ms` options and the Effect API's
+ * durations.
  *
  * @since 0.1.0
  * @category constructors

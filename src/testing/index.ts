@@ -64,6 +64,7 @@ export {
   layerTest,
   makeTest,
   type TestCodexPromiseWorkerPool,
+  type TestCodexWorkerPoolOptions,
   type TestOptions
 } from "./TestCodexWorkerPool.ts"
 export { textTurns, type TextTurnsOptions, type TurnOutcome, type TurnRequest } from "./textTurns.ts"

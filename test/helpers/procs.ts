@@ -160,8 +160,9 @@ export const spawnFakeAppServer = (
   })
 
 /**
- * Codex pool options that run the fake app-server with `marker` and `flags`,
- * with a short kill grace so tests end quickly.
+ * Options of the promise facade (`createCodexWorkerPool`, times in `...Ms`)
+ * that run the fake app-server with `marker` and `flags`, with a short kill
+ * grace so tests end quickly. For the Effect API see `fakeServiceOptions`.
  */
 export const fakePoolOptions = <O extends object>(
   marker: string,
@@ -171,5 +172,20 @@ export const fakePoolOptions = <O extends object>(
   command: process.execPath,
   args: [fakeAppServerPath, markerArg(marker), ...flags],
   killGraceMs: 300,
+  ...options
+})
+
+/**
+ * `fakePoolOptions` for the Effect API (`CodexWorkerPool.Options`,
+ * `CodexWorker.ProcessOptions`: times as durations).
+ */
+export const fakeServiceOptions = <O extends object>(
+  marker: string,
+  flags: ReadonlyArray<string> = [],
+  options?: O
+) => ({
+  command: process.execPath,
+  args: [fakeAppServerPath, markerArg(marker), ...flags],
+  killGrace: "300 millis" as const,
   ...options
 })

@@ -15,6 +15,7 @@ import { AcquireTimeoutError, PoolShutdownError, QueueFullError } from "../../sr
 import type { Slot, Waiter, WaiterFailure } from "../../src/internal/core.ts"
 import { CoreKey, type Internals } from "../../src/internal/poolInternals.ts"
 import * as WorkerPool from "../../src/WorkerPool.ts"
+import { countingScheduler, type SchedulerCounter, watch as watchFiber } from "./failFast.ts"
 import { CreateFailed, makeResources, type Resource } from "./resources.ts"
 
 // -----------------------------------------------------------------------------
@@ -50,6 +51,12 @@ export type Config = typeof Config.Type
 
 /** Picks the n-th (modulo) candidate of a step; candidates are ordered oldest first. */
 const Pick = Int(0, 7)
+
+/**
+ * The pool's duration for a limit of the model, in milliseconds with 0 for no
+ * limit (as the core has it): `Duration.infinity` for 0.
+ */
+const limitOf = (ms: number): Duration.Duration => (ms === 0 ? Duration.infinity : Duration.millis(ms))
 
 /** Per-acquire timeout in milliseconds ("pool": `get`, with the pool's `acquireTimeout`; 0: no limit). */
 const AcquireTimeout = Schema.Literals(["pool", 0, 50, 500, 5000])
@@ -143,34 +150,6 @@ export type Category =
 
 export const allCategories: ReadonlyArray<Category> = ["fifo", "capacity", "settle", "shutdown", "accounting", "idle"]
 
-/**
- * Wraps the current scheduler (the TestClock's) to count the tasks scheduled
- * and not yet run, so that `settle` knows when every fiber has blocked, and
- * optionally to make fibers yield after `opsBeforeYield` operations.
- */
-const countingScheduler = (parent: Scheduler.Scheduler, opsBeforeYield: number | undefined) => {
-  const counter = { pending: 0 }
-  const scheduler: Scheduler.Scheduler = {
-    executionMode: parent.executionMode,
-    shouldYield: (fiber) =>
-      opsBeforeYield === undefined ? parent.shouldYield(fiber) : fiber.currentOpCount >= opsBeforeYield,
-    makeDispatcher() {
-      const dispatcher = parent.makeDispatcher()
-      return {
-        scheduleTask(task, priority) {
-          counter.pending++
-          dispatcher.scheduleTask(() => {
-            counter.pending--
-            task()
-          }, priority)
-        },
-        flush: () => dispatcher.flush()
-      }
-    }
-  }
-  return { scheduler, counter }
-}
-
 type Status = "waiting" | "holding" | "released" | "failed" | "interrupted"
 
 /**
@@ -224,24 +203,41 @@ const describeError = (e: unknown): string =>
 
 /**
  * Runs one schedule and checks the invariants of `watch`. Fails (with a
- * trace) at the first violation in a watched category.
+ * trace) at the first violation in a watched category, and fails fast (with
+ * the trace so far) when the run blocks, whatever the categories: every wait
+ * of the interpreter is bounded in scheduler rounds, and the run as a whole is
+ * watched (helpers/failFast.ts), so a broken pool makes the property fail and
+ * shrink instead of hanging.
  */
 export const runSchedule = (config: Config, steps: ReadonlyArray<Step>, watch: ReadonlyArray<Category>) =>
   Effect.gen(function*() {
     const { counter, scheduler } = countingScheduler(yield* Scheduler.Scheduler, config.opsBeforeYield)
-    return yield* Effect.provideService(runScheduleWith(config, steps, watch, counter), Scheduler.Scheduler, scheduler)
+    const trace: Array<string> = []
+    const run = yield* Effect.forkDetach(
+      Effect.provideService(runScheduleWith(config, steps, watch, counter, trace), Scheduler.Scheduler, scheduler)
+    )
+    const watched = yield* watchFiber(run, counter, 10_000)
+    if (watched._tag === "Done") return yield* watched.exit
+    run.interruptUnsafe()
+    return yield* Effect.die(
+      new Error(
+        `[blocked] the schedule ${
+          watched._tag === "Blocked" ? "is blocked: no fiber can run and it has not ended" : `ran ${watched.ms} ms without ending`
+        }\nconfig: ${JSON.stringify(config)}\ntrace (last 60 lines):\n${trace.slice(-60).join("\n")}`
+      )
+    )
   })
 
 const runScheduleWith = (
   config: Config,
   steps: ReadonlyArray<Step>,
   watch: ReadonlyArray<Category>,
-  counter: { readonly pending: number }
+  counter: SchedulerCounter,
+  trace: Array<string>
 ) =>
   Effect.gen(function*() {
     const watched = new Set(watch)
     const violations: Array<string> = []
-    const trace: Array<string> = []
     const violate = (category: Category, message: string) => {
       if (watched.has(category)) violations.push(`[${category}] ${message}`)
     }
@@ -258,8 +254,8 @@ const runScheduleWith = (
         acquire: Effect.tap(res.acquire, (r) => Effect.sync(() => void objects.set(r.id, r))),
         size,
         minIdle,
-        idleTimeout: Duration.millis(idleTimeout),
-        ...(config.acquireTimeout === undefined ? {} : { acquireTimeout: Duration.millis(config.acquireTimeout) }),
+        idleTimeout: limitOf(idleTimeout),
+        ...(config.acquireTimeout === undefined ? {} : { acquireTimeout: limitOf(config.acquireTimeout) }),
         ...(maxQueue === undefined ? {} : { maxQueue }),
         shutdownTimeout: Duration.millis(config.shutdownTimeout)
       }),
@@ -511,7 +507,7 @@ const runScheduleWith = (
           coreServeSeq: undefined
         }
         recs.push(rec)
-        const get = timeout === "pool" ? pool.get : pool.getWith({ timeout: Duration.millis(timeout) })
+        const get = timeout === "pool" ? pool.get : pool.getWith({ timeout: limitOf(timeout) })
         const body = Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(Effect.exit(restore(Scope.provide(get, rec.scope))), (exit) => {
             onAcquired(rec, exit)
@@ -543,7 +539,9 @@ const runScheduleWith = (
     const startShutdown = Effect.gen(function*() {
       shutdownStartedAt = yield* now()
       trace.push(`  shutdown`)
-      closing = yield* Effect.forkChild(Scope.close(poolScope, Exit.void), { startImmediately: true })
+      // Detached: a run that fails while shutdown still waits (for a lease that a broken pool lost) must end now,
+      // not wait for the interruption of an uninterruptible finalizer on a clock nobody advances any more.
+      closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void), { startImmediately: true })
     })
 
     const checkShutdownOutcomes = () => {
@@ -772,7 +770,12 @@ const runScheduleWith = (
             trace.push(`#${rec.id} interrupted while ${rec.status}`)
             rec.interruptSent = true
             if (rec.status === "waiting" && rec.core !== "served") rec.interruptRequested = true
-            yield* Fiber.interrupt(rec.fiber!)
+            // Bounded: the fiber must have ended once every fiber has settled.
+            rec.fiber!.interruptUnsafe()
+            yield* settle
+            if (rec.fiber!.pollUnsafe() === undefined) {
+              violations.push(`[blocked] #${rec.id} has not ended after its interruption, with every fiber settled`)
+            }
             return undefined
           }
           case "InterruptHeadAndRelease": {
@@ -893,7 +896,7 @@ const runScheduleWith = (
       if (left.length > 0) violate("settle", `${left.map((r) => `#${r.id}`)} still wait with nothing held`)
       failIfViolated()
       // Nothing held: the pool must serve a new acquire at once (no worker was lost).
-      const final = yield* Effect.forkChild(Effect.scoped(Effect.map(pool.getWith({ timeout: 0 }), (r) => r.id)))
+      const final = yield* Effect.forkChild(Effect.scoped(Effect.map(pool.getWith({ timeout: Duration.infinity }), (r) => r.id)))
       yield* settle
       const exit = final.pollUnsafe()
       trace.push(`final acquire: ${exit === undefined ? "still waiting" : Exit.isSuccess(exit) ? `worker ${exit.value}` : Cause.pretty(exit.cause)}`)

@@ -211,9 +211,9 @@ describe("test pool over scripted fake workers (Effect)", () => {
       expect(fakes.attempts).toBe(1)
     }))
 
-  it.effect("a lease held past leaseTimeoutMs fails its pending request with LeaseTimeoutError and retires the fake", () =>
+  it.effect("a lease held past leaseTimeout fails its pending request with LeaseTimeoutError and retires the fake", () =>
     Effect.gen(function*() {
-      const { pool, fakes } = yield* makeTest({ leaseTimeoutMs: 60_000, script: { methods: { "turn/start": never } } })
+      const { pool, fakes } = yield* makeTest({ leaseTimeout: "60 seconds", script: { methods: { "turn/start": never } } })
       const first = yield* lease(pool)
       const pending = yield* Effect.forkChild(first.worker.request("turn/start", {}))
       yield* TestClock.adjust("60 seconds")
@@ -227,9 +227,9 @@ describe("test pool over scripted fake workers (Effect)", () => {
       yield* second.release
     }))
 
-  it.effect("an idle fake is finalized after idleTimeoutMs", () =>
+  it.effect("an idle fake is finalized after idleTimeout", () =>
     Effect.gen(function*() {
-      const { pool, fakes } = yield* makeTest({ idleTimeoutMs: 10_000 })
+      const { pool, fakes } = yield* makeTest({ idleTimeout: "10 seconds" })
       yield* pool.use(() => Effect.void)
       expect(fakes.all[0]!.finalized).toBe(false)
       yield* TestClock.adjust("10 seconds")
@@ -259,20 +259,20 @@ describe("test pool over scripted fake workers (Effect)", () => {
       expect(yield* pool.stats).toMatchObject({ created: 1, createFailures: 1, workers: 1 })
     }))
 
-  it.effect("an initialize that is never answered fails with WorkerSpawnError after spawnTimeoutMs", () =>
+  it.effect("an initialize that is never answered fails with WorkerSpawnError after spawnTimeout", () =>
     Effect.gen(function*() {
-      const { pool } = yield* makeTest({ spawnTimeoutMs: 5_000, script: { methods: { initialize: never } } })
+      const { pool } = yield* makeTest({ spawnTimeout: "5 seconds", script: { methods: { initialize: never } } })
       const attempt = yield* Effect.forkChild(Effect.flip(pool.use(() => Effect.void)))
       yield* TestClock.adjust("5 seconds")
       const error = yield* Fiber.join(attempt)
       expect(error).toBeInstanceOf(WorkerSpawnError)
       expect(error).toMatchObject({ reason: "Timeout" })
-      expect((error as WorkerSpawnError).message).toContain("spawnTimeoutMs (5000 ms)")
+      expect((error as WorkerSpawnError).message).toContain("spawnTimeout (5000 ms)")
     }))
 
   it.effect("shutdown fails a queued acquire with PoolShutdownError and finalizes every fake", () =>
     Effect.gen(function*() {
-      const { pool, fakes } = yield* makeTest({ poolSize: 1, shutdownTimeoutMs: 1_000 })
+      const { pool, fakes } = yield* makeTest({ poolSize: 1, shutdownTimeout: "1 second" })
       const held = yield* lease(pool)
       const queued = yield* Effect.forkChild(Effect.flip(pool.use(() => Effect.void)))
       while ((yield* pool.stats).queued === 0) yield* Effect.yieldNow
