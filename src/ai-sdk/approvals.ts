@@ -17,7 +17,9 @@
  * - each request is answered exactly once: `settleAll()` answers whatever is
  *   still pending with its default (the turn is ending), `resolved()` drops
  *   one codex has withdrawn (`serverRequest/resolved`), and each callback's
- *   `signal` aborts then;
+ *   `signal` aborts then; a request the turn `hold`s (a call of an AI SDK
+ *   tool, answered by a later step) has no timeout and is answered through
+ *   `answer`, or with its default by `settleAll`;
  * - requests of another thread get the default without calling a callback.
  *
  * Limits: a callback error is reported through `onError` (the model makes it
@@ -318,6 +320,24 @@ export class ServerRequests {
         this.#settle(id, defaultResponse(request))
       }
     )
+  }
+
+  /**
+   * Registers `request` as pending without a callback or a timeout: it is
+   * answered later through `answer`, or with its default by `settleAll`. The
+   * signal aborts once it is answered or withdrawn.
+   */
+  hold(request: CodexProtocol.ServerRequestMessage): AbortSignal {
+    const existing = this.#pending.get(request.id)
+    if (existing !== undefined) return existing.controller.signal
+    const controller = new AbortController()
+    this.#pending.set(request.id, { request, controller })
+    return controller.signal
+  }
+
+  /** Answers pending request `id` with `result` now; a no-op when it is no longer pending. */
+  answer(id: JsonRpcId, result: unknown): void {
+    this.#settle(id, { result })
   }
 
   /** Codex withdrew request `id` (`serverRequest/resolved`): no answer is sent. */
