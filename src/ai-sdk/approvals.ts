@@ -31,7 +31,40 @@
  */
 import type * as CodexProtocol from "../CodexProtocol.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "../internal/jsonRpc.ts"
-import { type ToolCallHandler, unsupportedToolCall } from "./toolParking.ts"
+
+type ToolCallParams = CodexProtocol.ServerRequestParams<"item/tool/call">
+type ToolCallResult = CodexProtocol.ServerRequestResult<"item/tool/call">
+
+/**
+ * Answers a dynamic tool call, or returns `undefined` for a tool it does not
+ * know. `signal` aborts when the call's turn ends.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ToolCallHandler = (
+  params: ToolCallParams,
+  context: { readonly signal: AbortSignal }
+) => ToolCallResult | Promise<ToolCallResult> | undefined
+
+/** The qualified name of a dynamic tool: `namespace__tool`, or the tool's name. */
+export const dynamicToolName = (namespace: string | null | undefined, tool: string): string =>
+  namespace === null || namespace === undefined || namespace === "" ? tool : `${namespace}__${tool}`
+
+/**
+ * The answer to a call of a tool nobody implements here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unsupportedToolCall = (params: ToolCallParams): ToolCallResult => ({
+  success: false,
+  contentItems: [{
+    type: "inputText",
+    text: `The tool "${dynamicToolName(params.namespace, params.tool)}" is not available: ` +
+      "the AI SDK provider has no implementation of it."
+  }]
+})
 
 /**
  * The answer to an approval request (command execution or file change).

@@ -38,40 +38,12 @@ import type {
 } from "@ai-sdk/provider"
 import type * as CodexProtocol from "../CodexProtocol.ts"
 
-type Params = CodexProtocol.ServerRequestParams<"item/tool/call">
 type Result = CodexProtocol.ServerRequestResult<"item/tool/call">
 type ContentItem = CodexProtocol.v2.DynamicToolCallOutputContentItem
 
-/**
- * Answers a dynamic tool call, or returns `undefined` for a tool it does not
- * know. `signal` aborts when the call's turn ends.
- *
- * @since 0.1.0
- * @category models
- */
-export type ToolCallHandler = (
-  params: Params,
-  context: { readonly signal: AbortSignal }
-) => Result | Promise<Result> | undefined
-
-/** The qualified name of a dynamic tool: `namespace__tool`, or the tool's name. */
-export const dynamicToolName = (namespace: string | null | undefined, tool: string): string =>
-  namespace === null || namespace === undefined || namespace === "" ? tool : `${namespace}__${tool}`
-
-/**
- * The answer to a call of a tool nobody implements here.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const unsupportedToolCall = (params: Params): Result => ({
-  success: false,
-  contentItems: [{
-    type: "inputText",
-    text: `The tool "${dynamicToolName(params.namespace, params.tool)}" is not available: ` +
-      "the AI SDK provider has no implementation of it."
-  }]
-})
+// Answering a tool call nobody parks is the server-request module's job; its
+// types live there so that modules needing only them stay free of the AI SDK.
+export { dynamicToolName, type ToolCallHandler, unsupportedToolCall } from "./approvals.ts"
 
 /** A failed answer carrying `text`. */
 export const failedToolCall = (text: string): Result => ({ success: false, contentItems: [{ type: "inputText", text }] })

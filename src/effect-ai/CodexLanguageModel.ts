@@ -85,7 +85,8 @@ import type { Span } from "effect/Tracer"
 import type { ServerRequestHandlers } from "../ai-sdk/approvals.ts"
 import { planInput, type PromptPlan } from "../ai-sdk/promptInput.ts"
 import { type CodexCallOptions, parseCallOptions } from "../ai-sdk/settings.ts"
-import { type ProviderSettings, Turn, type TurnRequest } from "../ai-sdk/turn.ts"
+import { ToolParking } from "../ai-sdk/toolParking.ts"
+import { ANNOUNCED_CALL_GRACE_MS, type ProviderSettings, Turn, type TurnRequest } from "../ai-sdk/turn.ts"
 import type * as CodexProtocol from "../CodexProtocol.ts"
 import * as CodexWorkerPool from "../CodexWorkerPool.ts"
 import { PoolOptionsError } from "../errors.ts"
@@ -296,6 +297,10 @@ export const make = (options: Options): Effect.Effect<LanguageModel.LanguageMode
       threadDefaults: settings.threadDefaults,
       interruptTimeoutMs: settings.interruptTimeoutMs,
       serverRequestTimeoutMs: settings.serverRequestTimeoutMs,
+      // effect/ai tools are not offered to Codex (a warning), so no turn ever parks.
+      toolResultTimeoutMs: 60_000,
+      announcedCallGraceMs: ANNOUNCED_CALL_GRACE_MS,
+      parking: new ToolParking<Turn>(),
       handlers: settings.handlers,
       toolCalls: undefined,
       imageInput: settings.imageInput
@@ -359,6 +364,7 @@ export const make = (options: Options): Effect.Effect<LanguageModel.LanguageMode
           resumeId,
           explicitThread: merged.threadId !== undefined,
           outputSchema,
+          tools: [],
           warnings: [...warnings, ...plan.warnings],
           includeRawChunks: false,
           streamToolOutput: method === "streamText" && (merged.streamToolOutput ?? settings.streamToolOutput)
