@@ -10,7 +10,12 @@
  * Then one more prompt shows what the AI SDK model makes of Codex at work:
  * its reasoning, a shell command it runs (a provider-executed tool call, with
  * the output streaming in and the final result), and its answer. Offline, the
- * model server is scripted to reason and to call `exec_command`.
+ * model server is scripted to reason and to call `exec_command`. A last
+ * prompt gives the model an AI SDK function tool (`lookupTicket`, executed
+ * here): Codex calls it, the step ends with the tool call while the turn
+ * waits parked on its worker (`stats().parked`), and the next step brings
+ * the result back into the same turn. Offline, the model server calls the
+ * tool, then answers with what it returned.
  *
  * Flags: --pool-size N (2), --requests N (6), --abort K (request K is aborted
  * while queued; 0: none; default the last), --openai (talk to the real
@@ -18,7 +23,7 @@
  * --model NAME (with --openai), --help.
  */
 import { parseArgs } from "node:util"
-import { streamText } from "ai"
+import { jsonSchema, stepCountIs, streamText, tool } from "ai"
 import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
 import { createCodexProvider } from "../src/ai-sdk/index.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
@@ -91,6 +96,12 @@ const main = async () => {
     mode: "slow",
     // The last part of the demo: reason, run a command, then answer.
     respond: (request) => {
+      if (request.userText.startsWith(TOOL_PROMPT)) {
+        if (request.toolOutputs.length > 0) {
+          return Reply.text(`Ticket T-7: ${String(request.toolOutputs[0]!.output)}.`, { deltas: 6, delayMs: 40 })
+        }
+        return Reply.functionCall("lookupTicket", { id: "T-7" })
+      }
       if (!request.userText.startsWith(ACTIONS_PROMPT)) return undefined
       if (request.toolOutputs.length > 0) {
         return Reply.text("The directory holds the project's sources, tests and examples.", { deltas: 6, delayMs: 40 })
@@ -108,6 +119,8 @@ const main = async () => {
     poolSize,
     codexHome: codexHome.path,
     ...(server === undefined ? {} : codexProcessOptions({ baseUrl: server.url, apiKey: "demo" })),
+    // AI SDK function tools reach Codex as dynamic tools, which need the experimental API.
+    capabilities: { experimentalApi: true },
     name: "demo"
   })
   const model = server === undefined ? flags.model : "mock-model"
@@ -180,6 +193,10 @@ const main = async () => {
     threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" },
     callDefaults: { effort: "low", summary: "auto" }
   })(model))
+  const toolShown = await showToolCall(pool, createCodexProvider({
+    pool,
+    threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" }
+  })(model))
   await pool.shutdown()
   await server?.close()
   codexHome.cleanup()
@@ -206,10 +223,12 @@ FIFO order held: ${fifo ? "yes" : "NO"} (workers handed out in order ${acquireOr
 workers spawned ${stats.created}, reused for ${completed - stats.created} of ${completed} completed prompts
 aborted while queued: ${ordered.filter((r) => r.outcome === "aborted").length}, failed: ${ordered.filter((r) => r.outcome === "failed").length}
 processes left alive after shutdown: ${survivors.length}`)
-  process.exitCode = fifo && survivors.length === 0 && actionsShown && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
+  process.exitCode =
+    fifo && survivors.length === 0 && actionsShown && toolShown && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
 }
 
 const ACTIONS_PROMPT = "What is in the current directory?"
+const TOOL_PROMPT = "Is ticket T-7 still open? Look it up."
 
 /** One prompt through the AI SDK model, printing its reasoning, Codex's command and the answer as they stream. */
 const showActions = async (model: ReturnType<ReturnType<typeof createCodexProvider>>): Promise<boolean> => {
@@ -276,6 +295,59 @@ const showActions = async (model: ReturnType<ReturnType<typeof createCodexProvid
   }
 }
 
+/**
+ * One prompt with an AI SDK function tool: the step that ends with the tool
+ * call, the parked worker, the tool running here, and the answer of the next
+ * step (the same Codex turn, on the same worker).
+ */
+const showToolCall = async (
+  pool: { stats(): { readonly parked: number; readonly busy: number } },
+  model: ReturnType<ReturnType<typeof createCodexProvider>>
+): Promise<boolean> => {
+  console.log(`\nAn AI SDK function tool, through the AI SDK model: ${JSON.stringify(TOOL_PROMPT)}`)
+  let called = false
+  let parkedWhileRunning = 0
+  let answer = ""
+  try {
+    const result = streamText({
+      model,
+      prompt: TOOL_PROMPT,
+      tools: {
+        lookupTicket: tool({
+          description: "Looks a support ticket up by its id",
+          inputSchema: jsonSchema<{ id: string }>({
+            type: "object",
+            properties: { id: { type: "string" } },
+            required: ["id"]
+          }),
+          execute: async ({ id }) => {
+            parkedWhileRunning = pool.stats().parked
+            console.log(`  the tool runs here: lookupTicket(${JSON.stringify(id)}); the turn waits parked ` +
+              `(stats().parked = ${parkedWhileRunning}, busy = ${pool.stats().busy})`)
+            return "open, waiting for the customer"
+          }
+        })
+      },
+      stopWhen: stepCountIs(3),
+      onStepFinish: (step) => console.log(`  step ${step.stepNumber + 1} finished: ${step.finishReason}`)
+    })
+    for await (const part of result.fullStream) {
+      if (part.type === "tool-call") {
+        called = true
+        console.log(`  tool call ${part.toolName} (provider-executed: ${part.providerExecuted === true}): ${JSON.stringify(part.input)}`)
+      }
+      if (part.type === "tool-result") console.log(`  tool result: ${JSON.stringify(part.output)}`)
+      if (part.type === "text-delta") answer += part.text
+      if (part.type === "error") console.log(`  error: ${String((part.error as Error)?.message ?? part.error)}`)
+    }
+    console.log(`  answer: ${answer}`)
+    console.log(`  parked leases now: ${pool.stats().parked}`)
+    return flags.openai || (called && parkedWhileRunning === 1 && answer.includes("open"))
+  } catch (error) {
+    console.log(`  failed: ${(error as Error).message}`)
+    return false
+  }
+}
 
 main().catch((error) => {
   console.error(error)

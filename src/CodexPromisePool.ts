@@ -31,6 +31,12 @@
  * listener registered on a dead handle never fires. So a stale handle cannot
  * act on (or hear) a worker that now serves another caller.
  *
+ * Parked leases: `markParked(handle, true)` tells the pool that the holder
+ * of a lease waits (the AI SDK provider's turn between two steps, waiting for
+ * tool results); `stats().parked` and the `codex_worker_pool_parked` gauge
+ * count such leases until they are unmarked or end. A parked lease is a
+ * lease like any other (`busy`, lease timeout, shutdown).
+ *
  * Limits: a request sent before the lease ended still settles for its sender
  * (its answer is matched by id, so the next holder never sees it). When
  * shutdown's timeout ends a lease the pool finalizes the worker, which serves
@@ -61,6 +67,7 @@ import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
 import { makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
+import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
@@ -147,14 +154,37 @@ export interface CodexWorkerHandle {
 }
 
 /**
+ * The counts of the Codex promise pool: the service's, and the leases that
+ * are parked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CodexPromisePoolStats extends CodexWorkerPool.Stats {
+  /**
+   * Leases marked parked (`markParked`): held by an AI SDK turn that waits
+   * between two steps for tool results. They count as `busy` too.
+   */
+  readonly parked: number
+}
+
+/**
  * A Codex worker pool driven with promises.
  *
  * @since 0.1.0
  * @category models
  */
 export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHandle, CodexWorkerPool.AccountOptions> {
-  /** The counts now, with live processes and their resident memory. */
-  stats(): CodexWorkerPool.Stats
+  /** The counts now, with live processes, their resident memory, and parked leases. */
+  stats(): CodexPromisePoolStats
+  /**
+   * Marks the lease of `worker` as parked (its holder waits, e.g. an AI SDK
+   * turn between two steps) or no longer parked. A parked lease is still a
+   * lease: it counts in `busy` and ends as any other; it also counts in
+   * `stats().parked` and the `codex_worker_pool_parked` gauge until it is
+   * unmarked or ends. A handle whose lease has ended is ignored.
+   */
+  markParked(worker: CodexWorkerHandle, parked: boolean): void
 }
 
 /**
@@ -274,6 +304,11 @@ class LeaseHandle implements CodexWorkerHandle {
     return handle.#lease
   }
 
+  /** True while the lease `handle` stands for is its slot's current one. */
+  static isLive(handle: LeaseHandle): boolean {
+    return handle.#live()
+  }
+
   /** Ends `handle`: it no longer matches any lease and its listeners are removed. */
   static revoke(handle: LeaseHandle): void {
     handle.#lease = -1
@@ -368,6 +403,8 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, Cod
 {
   readonly #statsNow: (stats: WorkerPool.Stats) => CodexWorkerPool.Stats
   readonly #keys = new WeakMap<Worker, object>()
+  /** Handles marked parked; those whose lease has ended are dropped when counted. */
+  readonly #parked = new Set<LeaseHandle>()
   /** The pool's logging, for what the handles run (requests, notifications, answers). */
   readonly logContext: Context.Context<never>
   constructor(
@@ -408,8 +445,20 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, Cod
     if (key === undefined) this.#keys.set(worker, key = Object.freeze({ pid: worker.pid }))
     return key
   }
-  override stats(): CodexWorkerPool.Stats {
-    return this.#statsNow(super.stats())
+  markParked(worker: CodexWorkerHandle, parked: boolean): void {
+    if (LeaseHandle.slotIn(this, worker) === undefined) return
+    this.parkedCount() // drops the handles of leases that ended
+    const handle = worker as LeaseHandle
+    if (parked && LeaseHandle.isLive(handle)) this.#parked.add(handle)
+    else this.#parked.delete(handle)
+  }
+  /** Leases marked parked that have not ended. */
+  parkedCount(): number {
+    for (const handle of this.#parked) if (!LeaseHandle.isLive(handle)) this.#parked.delete(handle)
+    return this.#parked.size
+  }
+  override stats(): CodexPromisePoolStats {
+    return { ...this.#statsNow(super.stats()), parked: this.parkedCount() }
   }
 }
 
@@ -441,7 +490,14 @@ export const makeCodexPromisePool = (
       )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
-    return new CodexPromisePool(pool[CoreKey], scope, parts)
+    const facade = new CodexPromisePool(pool[CoreKey], scope, parts)
+    const removeGauge = registerPulled(context, pool[CoreKey].metricAttributes, [{
+      name: "codex_worker_pool_parked",
+      description: "Leases parked by their holder (AI SDK turns waiting between steps for tool results)",
+      get: () => facade.parkedCount()
+    }])
+    Effect.runSync(Scope.addFinalizer(scope, Effect.sync(removeGauge)))
+    return facade
   } catch (error) {
     Effect.runFork(Scope.close(scope, Exit.void))
     throw error

@@ -38,7 +38,16 @@
  *   the worker lives (see above, and before each kill), each recorded with its
  *   start time so that a reused PID is never signalled;
  * - while the worker lives its tree is registered with the host-exit hooks:
- *   if the host exits without shutting down, the tree is SIGKILLed.
+ *   if the host exits without shutting down, the tree is SIGKILLed;
+ * - spans: `make` runs under `CodexWorker.spawn` (`codex.command`,
+ *   `codex.pid`), the handshake under its child `CodexWorker.initialize`;
+ *   each request runs under a `codex.request` span (kind `client`: `rpc.method`,
+ *   `rpc.jsonrpc.request_id`, `codex.pid`, and `error.type` when it fails), a
+ *   child of the caller's span, made only when the caller's fiber has a tracer
+ *   installed; the tree kill runs under `ProcessTree.kill` (`codex.pid`, how
+ *   many processes got SIGTERM, whether SIGKILL followed, survivors), a child
+ *   of the span of the fiber that called `terminate`, or a trace of its own
+ *   when the worker's scope closed or it crashed.
  *
  * Limits: a line written just before codex closes its stdin can be lost
  * without an error (the pipe accepted it): the break shows at the next write,
@@ -62,6 +71,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -91,6 +101,7 @@ import { processSettings } from "./internal/options.ts"
 import * as ExitHooks from "./internal/exitHooks.ts"
 import * as JsonRpc from "./internal/jsonRpc.ts"
 import * as ProcessTree from "./internal/processTree.ts"
+import { withoutParentSpan } from "./internal/tracing.ts"
 import type { Watchdog } from "./internal/watchdog.ts"
 
 export type {
@@ -336,6 +347,7 @@ export const make = (
   Effect.gen(function*() {
     const { graceMs, scanIntervalMs, spawnTimeoutMs } = processSettings(options)
     const command = options.command ?? defaultCodexCommand()
+    yield* Effect.annotateCurrentSpan("codex.command", command)
     // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
     const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
     if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
@@ -348,12 +360,24 @@ export const make = (
       const unregisterExitHook = ExitHooks.register(tree)
       const untrack = watchdog?.track(tree)
       let killing: Promise<void> | undefined
+      // The services of the fiber that called `terminate`, once one did.
+      let terminatedBy: Context.Context<never> | undefined
       // Memoized: a crash and the finalizers may all ask for the kill. It runs
-      // on the live clock: real processes need real time even under a TestClock.
-      const killTree = Effect.suspend(() => {
-        if (killing === undefined) killing = Effect.runPromise(ProcessTree.kill(tree, { graceMs }).pipe(Effect.asVoid))
+      // with the services of the fiber that terminated the worker, else of the
+      // first that asks (its tracer and logger, and its span: the
+      // `ProcessTree.kill` span is a child of that fiber's), but on the live
+      // clock: real processes need real time even under a TestClock.
+      const killTree = Effect.withFiber((fiber) => {
+        if (killing === undefined) {
+          killing = Effect.runPromiseWith(Context.add(terminatedBy ?? fiber.context, Clock.Clock, liveClock))(
+            ProcessTree.kill(tree, { graceMs }).pipe(Effect.annotateSpans("codex.pid", proc.pid), Effect.asVoid)
+          )
+        }
         return Effect.promise(() => killing!)
       })
+      const terminatedIn = (context: Context.Context<never>) => {
+        terminatedBy ??= context
+      }
       const killAndReap = killTree.pipe(
         Effect.andThen(Effect.timeoutOption(proc.exit, "1 second")),
         Effect.ensuring(Effect.sync(() => {
@@ -361,12 +385,16 @@ export const make = (
           untrack?.()
         }))
       )
-      return { proc, tree, killTree, killAndReap }
+      return { proc, tree, killTree, killAndReap, terminatedIn }
     }
+    // Finalizers run with the services they were registered with, and a fiber
+    // forked here keeps them: the spawn's span is not theirs (a kill on scope
+    // close or after a crash starts a trace of its own).
+    const finalizing = Effect.updateContext<never, never>(withoutParentSpan<never>)
     // Spawn and tracking in one uninterruptible step, and the kill registered
     // with it: every failed spawn kills the tree, like every other end of a
     // worker. This release runs last on scope close, before Effect's own.
-    const { killAndReap, killTree, proc, tree } = yield* Effect.acquireRelease(
+    const { killAndReap, killTree, proc, terminatedIn, tree } = yield* Effect.acquireRelease(
       Effect.map(
         AppServerProcess.spawn({
           command,
@@ -380,8 +408,9 @@ export const make = (
         }),
         track
       ),
-      (tracked) => tracked.killAndReap
+      (tracked) => finalizing(tracked.killAndReap)
     )
+    yield* Effect.annotateCurrentSpan("codex.pid", proc.pid)
     // Until `initialize` is answered, scan often: a descendant must be seen
     // before it can be re-parented, and a codex that dies during the handshake
     // re-parents all of its children at once. On the live clock too.
@@ -418,14 +447,15 @@ export const make = (
           ? Effect.succeed(error.value)
           : transportError("stdout", `reading its stdout failed: ${describe(Cause.squash(exit.cause))}`)
       },
-      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`)
+      onWriteFailure: (error) => transportError("stdin", `writing to its stdin failed: ${describe(error)}`),
+      requestSpan: { name: "codex.request", attributes: { "codex.pid": proc.pid } }
     })
 
     // Runs first on scope close: stop the channel, then kill the whole tree.
     yield* Effect.addFinalizer(() =>
       channel.shutdown(
         new ChannelClosedError({ reason: "the worker was finalized (idle retirement, invalidate or shutdown)" })
-      ).pipe(Effect.andThen(killAndReap))
+      ).pipe(Effect.andThen(killAndReap), finalizing)
     )
 
     let closeInfo: CloseInfo | undefined
@@ -451,7 +481,7 @@ export const make = (
       Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
     })
     // Whatever ended the channel, nothing of this worker may outlive it.
-    yield* Effect.forkScoped(Effect.andThen(channel.closed, killTree))
+    yield* Effect.forkScoped(finalizing(Effect.andThen(channel.closed, killTree)))
     yield* Effect.forkScoped(ProcessTree.refreshEvery(tree, scanIntervalMs))
 
     const handshakeFailed = (error: RequestError | WorkerSpawnError) =>
@@ -482,7 +512,8 @@ export const make = (
             ))
       }),
       Effect.tap(() => channel.notify("initialized")),
-      Effect.catch(handshakeFailed)
+      Effect.catch(handshakeFailed),
+      Effect.withSpan("CodexWorker.initialize", { attributes: { "codex.pid": proc.pid } })
     )
     yield* Fiber.interrupt(handshakeScan)
     tree.refresh()
@@ -511,10 +542,16 @@ export const make = (
       closeInfo: () => closeInfo,
       processCount: () => tree.liveCount(),
       residentBytes: () => tree.residentBytes(),
-      terminate: (error) => Effect.andThen(channel.shutdown(error), killTree)
+      // The kill is this caller's, whichever fiber gets to it first (the
+      // crash watcher wakes up as the channel closes).
+      terminate: (error) =>
+        Effect.withFiber((fiber) => {
+          terminatedIn(fiber.context)
+          return Effect.andThen(channel.shutdown(error), killTree)
+        })
     }
     return worker
-  })
+  }).pipe(Effect.withSpan("CodexWorker.spawn"))
 
 /** The environment with its `Redacted` values revealed, for the spawn only. */
 const plainEnv = (

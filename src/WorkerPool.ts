@@ -32,12 +32,31 @@
  * `Clock`-driven time, `Deferred`-style waiters completed without a scheduler
  * hop) around a synchronous core that provides those guarantees.
  *
- * Logs go to the Effect `Logger` of the context the pool was made in, each
- * line annotated with `pool` (the name) and `pool_id` (as in the metrics):
- * at Debug, each acquire queued and each hand-off (with `queued` and
- * `waitedMs`), only produced when the minimum log level admits Debug; warnings
- * for lease timeouts and for finalizers that failed. The workers are made in
- * the pool's fibers, so their own lines carry the annotations too.
+ * Logs: every line carries `pool` (the name) and `pool_id` (as in the
+ * metrics). An acquire that waits writes, at Debug, "worker-pool: acquire
+ * queued" (`queued`: the queue's length) and, once served, "worker-pool:
+ * worker handed to waiter" (`waitedMs`, `queued`) from the waiting caller's
+ * own fiber, so the caller's `Logger`, minimum level, log annotations and span
+ * apply; nothing is built for them unless that fiber's minimum level admits
+ * Debug. A waiter of a promise facade has no fiber: its lines are written in
+ * the context the pool was made in (the facade's `logger` and `debug`). Lines
+ * that have no caller go to the `Logger` of the context the pool was made in:
+ * lease timeouts, failed `onLeaseTimeout`s and finalizers, and what workers
+ * log while they are made, retired or finalized (in the pool's fibers).
+ *
+ * Tracing: an acquire that finds no idle worker runs under a
+ * `WorkerPool.acquire` span, a child of the caller's span, with `pool`,
+ * `pool_id`, `queued` (the queue's length when it joined), `waitedMs` and
+ * `outcome` (`acquired`, `timeout`, `queue_full`, `shutdown`,
+ * `create_failed`, `account_removed` or `interrupted`). It ends when the
+ * worker is handed over (what the caller then does runs under the caller's
+ * span); its queue and hand-off lines are its events, and a worker made for it
+ * is made under it. An acquire served by an idle worker makes no span, and
+ * none is made when the caller's fiber has no tracer installed (only Effect's
+ * native one) or tracing disabled. `make` runs under a `WorkerPool.make` span;
+ * the pool's own fibers (timers, finalizers, creates no traced caller waits
+ * for) run under no span, so what they trace starts a trace of its own rather
+ * than growing the construction's for the pool's whole life.
  *
  * Accounts (worker groups): `accounts` names groups of workers made by
  * their own `acquire` (for a Codex pool: one API key each), each with an
@@ -91,7 +110,8 @@ import {
   Layer,
   LogLevel,
   References,
-  Scope
+  Scope,
+  type Tracer
 } from "effect"
 import {
   AccountExistsError,
@@ -113,6 +133,7 @@ import {
   validate,
   validateAccount
 } from "./internal/poolInternals.ts"
+import { isTraced, noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
 
 /**
  * The pool's own ways for an acquire to fail: shutdown, timeout, a full
@@ -346,27 +367,75 @@ export interface WorkerPool<W, E = never> {
 const MAX_NESTED_RESUMES = 32
 let nestedResumes = 0
 
+/** What a pool's fiber waiters need of it to log and trace their wait. */
+interface WaitingRoom {
+  readonly clock: Clock.Clock
+  /** A Debug line with the pool's annotations, in the fiber that runs it (under `span` when given). */
+  readonly line: (message: string, fields: Record<string, unknown>, span?: Tracer.Span) => Effect.Effect<void>
+}
+
 /**
  * A waiter that is a fiber suspended in `Effect.callback`. It resumes the
  * fiber straight into what comes next (`continueWith(slot)`: the caller's own effect,
  * for `use`), so a hand-off builds no continuation of its own.
+ *
+ * Its fiber logs its own queueing and hand-off (so the caller's logger, level,
+ * annotations and span apply), and owns its `WorkerPool.acquire` span; the
+ * pool's driver hooks only record the queue lengths on it.
  */
 class FiberWaiter<W, A, E> extends Waiter<W> {
-  resume!: (effect: Effect.Effect<A, E>) => void
+  resume: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
+  /** What the fiber resumes with when the waiter settled before the fiber suspended. */
+  settledWith: Effect.Effect<A, E> | undefined = undefined
+  readonly room: WaitingRoom
   readonly continueWith: (slot: Slot<W>) => Effect.Effect<A, E>
   slot: Slot<W> | undefined = undefined
   /** The lease the worker was handed over under. */
   lease = 0
-  constructor(continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
+  /** The caller's fiber admits Debug lines: it logs its queueing and its hand-off. */
+  debug = false
+  /** The queue length when it joined the queue, and when it got its worker; -1 until then. */
+  queuedAtEnqueue = -1
+  queuedAtHandOff = -1
+  /** Its `WorkerPool.acquire` span, when the caller's fiber has a tracer. */
+  span: Tracer.Span | undefined = undefined
+  /** Whether span times are recorded (`References.TracerTimingEnabled`). */
+  spanTiming = true
+  constructor(room: WaitingRoom, continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
     super()
+    this.room = room
     this.continueWith = continueWith
   }
-  succeed(slot: Slot<W>): void {
+  /** Driver hook: it joined the queue, `queued` long. */
+  joined(queued: number): void {
+    this.queuedAtEnqueue = queued
+    this.span?.attribute("queued", queued)
+  }
+  succeed(slot: Slot<W>, waitedMs: number): void {
     this.slot = slot
     this.lease = slot.lease
-    this.wake(this.continueWith(slot))
+    let next = this.continueWith(slot)
+    const span = this.span
+    if (span !== undefined) {
+      // The span covers the wait only, not what the caller does with the
+      // worker. It ends at the time of the hand-off, once the fiber has
+      // resumed and written its lines (events of the span).
+      span.attribute("waitedMs", waitedMs)
+      span.attribute("outcome", "acquired")
+      const endTime = this.spanTiming ? this.room.clock.currentTimeNanosUnsafe() : BigInt(0)
+      next = Effect.andThen(Effect.sync(() => span.end(endTime, Exit.void)), next)
+    }
+    if (this.debug && this.queuedAtHandOff >= 0) {
+      const fields = { waitedMs, queued: this.queuedAtHandOff }
+      next = Effect.andThen(this.room.line("worker-pool: worker handed to waiter", fields, span), next)
+    }
+    this.wake(next)
   }
   fail(failure: WaiterFailure): void {
+    if (this.span !== undefined) {
+      const timedOut = "_tag" in failure && failure._tag === "AcquireTimeoutError"
+      this.annotateEnd(outcomeOf(failure), timedOut ? failure.waitedMs : undefined)
+    }
     this.wake(
       "createFailure" in failure
         ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
@@ -375,20 +444,58 @@ class FiberWaiter<W, A, E> extends Waiter<W> {
         : Effect.fail(failure as E)
     )
   }
+  /** Its fiber was interrupted while it waited (and it has left the queue). */
+  interrupted(): void {
+    if (this.span !== undefined) this.annotateEnd("interrupted", undefined)
+  }
+  /** The span's last attributes; the span ends with the fiber's exit (`Effect.useSpan`). */
+  private annotateEnd(outcome: string, waitedMs: number | undefined): void {
+    const span = this.span!
+    span.attribute("outcome", outcome)
+    if (this.queuedAtEnqueue >= 0) {
+      span.attribute("waitedMs", waitedMs ?? this.room.clock.currentTimeMillisUnsafe() - this.enqueuedAt)
+    }
+  }
   private wake(effect: Effect.Effect<A, E>): void {
+    const resume = this.resume
+    if (resume === undefined) {
+      // Settled before its fiber suspended (served or refused inside `enqueue`,
+      // or while the fiber logged): the fiber picks it up when it gets there.
+      this.settledWith = effect
+      return
+    }
     if (nestedResumes >= MAX_NESTED_RESUMES) {
       // The fiber resumes into a yield: it continues from the scheduler, on a fresh stack.
-      this.resume(Effect.andThen(Effect.yieldNow, effect))
+      resume(Effect.andThen(Effect.yieldNow, effect))
       return
     }
     nestedResumes++
     try {
-      this.resume(effect)
+      resume(effect)
     } finally {
       nestedResumes--
     }
   }
 }
+
+/** The `outcome` attribute of a `WorkerPool.acquire` span that ended in `failure`. */
+const outcomeOf = (failure: WaiterFailure): string =>
+  "createFailure" in failure
+    ? "create_failed"
+    : "accountRemoved" in failure
+    ? "account_removed"
+    : failure._tag === "AcquireTimeoutError"
+    ? "timeout"
+    : failure._tag === "QueueFullError"
+    ? "queue_full"
+    : "shutdown"
+
+/** Suspends the fiber until `waiter` settles; at once when it already has. */
+const awaitWaiter = <W, A, E>(waiter: FiberWaiter<W, A, E>): Effect.Effect<A, E> =>
+  waiter.settledWith ?? Effect.callback<A, E>((resume) => {
+    if (waiter.settledWith !== undefined) resume(waiter.settledWith)
+    else waiter.resume = resume
+  })
 
 const succeedWith = <A>(a: A) => Effect.succeed(a)
 
@@ -406,7 +513,9 @@ export const make = <W, E = never, R = never>(
   Effect.gen(function*() {
     const settings = validate(options)
     const core = new PoolCore<W>(settings, settings.maxWorkers)
-    const callerContext = yield* Effect.context<R | Scope.Scope>()
+    // The pool's own fibers (creates, timers, finalizers) outlive this
+    // construction: they do not run under its span, nor under the caller's.
+    const callerContext = withoutParentSpan(yield* Effect.context<R | Scope.Scope>())
     const clock = Context.get(callerContext, Clock.Clock)
     const metrics = registerPoolMetrics(
       callerContext as Context.Context<never>,
@@ -477,10 +586,23 @@ export const make = <W, E = never, R = never>(
       ...Context.get(callerContext, References.CurrentLogAnnotations),
       ...annotations
     })
-    const run = yield* Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations)
+    yield* Effect.annotateCurrentSpan(annotations)
+    const run = yield* Effect.updateContext(
+      Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations),
+      withoutParentSpan<R | Scope.Scope>
+    )
+    // Debug lines of waiters that are not fibers (the promise facades'), in the pool's context.
     const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
     const log = (message: string, fields: Record<string, unknown>) =>
       Effect.runForkWith(context)(Effect.logDebug(message, fields))
+    const room: WaitingRoom = {
+      clock,
+      line: (message, fields, span) => {
+        const line = Effect.annotateLogs(Effect.logDebug(message, fields), annotations)
+        return span === undefined ? line : Effect.withParentSpan(line, span, noStackTrace)
+      }
+    }
+    const acquireSpan = { attributes: annotations }
 
     const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
     const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
@@ -533,8 +655,11 @@ export const make = <W, E = never, R = never>(
     const driver: Driver<W> = {
       now: () => clock.currentTimeMillisUnsafe(),
       create: (op) => {
+        // A worker made for a traced waiter is made under its `WorkerPool.acquire` span.
         // The core only creates for live accounts, so the entry is there.
-        const fiber = run(createWorker(op, accounts.get(op.account)!.acquire))
+        const create = createWorker(op, accounts.get(op.account)!.acquire)
+        const span = op.owner instanceof FiberWaiter ? op.owner.span : undefined
+        const fiber = run(span === undefined ? create : Effect.withParentSpan(create, span, noStackTrace))
         // A create that completed synchronously has already been accounted for.
         if (fiber.pollUnsafe() === undefined) creates.set(op, fiber)
       },
@@ -569,12 +694,15 @@ export const make = <W, E = never, R = never>(
         if (removals.size !== 0) settleRemovals()
         if (drained !== undefined && core.drained) Deferred.doneUnsafe(drained, Exit.void)
       },
-      enqueued: (queued) => {
-        if (debug) log("worker-pool: acquire queued", { queued })
+      // A fiber waiter logs these lines itself, in its own fiber.
+      enqueued: (queued, waiter) => {
+        if (waiter instanceof FiberWaiter) waiter.joined(queued)
+        else if (debug) log("worker-pool: acquire queued", { queued })
       },
-      handedOff: (waitedMs, queued) => {
+      handedOff: (waitedMs, queued, waiter) => {
         metrics.recordWait(waitedMs)
-        if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
+        if (waiter instanceof FiberWaiter) waiter.queuedAtHandOff = queued
+        else if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
       }
     }
 
@@ -618,24 +746,57 @@ export const make = <W, E = never, R = never>(
       }
     }
 
-    /** Waits in the queue (after `core.take()` found nothing). */
+    /**
+     * Waits in the queue (after `core.take()` found nothing), in the caller's
+     * fiber: `wait` queues `waiter` and returns what the fiber runs until it
+     * is served, and `wait` is run under a `WorkerPool.acquire` span when the
+     * fiber has a tracer. Only the waiting path pays for any of this.
+     */
+    const queued = <A, E1, R1>(
+      waiter: FiberWaiter<W, any, any>,
+      wait: () => Effect.Effect<A, E1, R1>
+    ): Effect.Effect<A, E1, R1> => {
+      const fiber = Fiber.getCurrent()!
+      waiter.debug = !LogLevel.isGreaterThan(fiber.cache.minimumLogLevel, "Debug")
+      if (!isTraced(fiber)) return wait()
+      return Effect.useSpan("WorkerPool.acquire", acquireSpan, (span) => {
+        waiter.span = span
+        waiter.spanTiming = fiber.getRef(References.TracerTimingEnabled)
+        return wait()
+      })
+    }
+
+    /** Queues `waiter`; the fiber logs that it did (when it admits Debug), then waits. */
+    const enqueue = <A, E1>(waiter: FiberWaiter<W, A, E1>, timeout: number, account: Account<W>): Effect.Effect<A, E1> => {
+      core.enqueue(waiter, timeout, account)
+      const wait = awaitWaiter(waiter)
+      return waiter.debug && waiter.queuedAtEnqueue >= 0
+        ? Effect.andThen(
+          room.line("worker-pool: acquire queued", { queued: waiter.queuedAtEnqueue }, waiter.span),
+          wait
+        )
+        : wait
+    }
+
     const waitForSlot = (
       restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
       timeout: number,
       account: Account<W>,
       key: string | undefined
     ): Effect.Effect<Slot<W>, E | PoolError> => {
-      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(succeedWith)
+      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
       waiter.key = key
-      return Effect.onInterrupt(
-        restore(Effect.callback<Slot<W>, E | PoolError>((resume) => {
-          waiter.resume = resume
-          core.enqueue(waiter, timeout, account)
-        })),
-        // Interrupted while waiting: leave the queue. Interrupted just as a
-        // worker arrived: pass that worker on to the next waiter.
-        () => Effect.sync(() => core.cancel(waiter) || (waiter.slot !== undefined && core.release(waiter.slot)))
-      )
+      return queued(waiter, () =>
+        Effect.onInterrupt(
+          restore(enqueue(waiter, timeout, account)),
+          // Interrupted while waiting: leave the queue. Interrupted just as a
+          // worker arrived: pass that worker on to the next waiter.
+          () =>
+            Effect.sync(() => {
+              if (core.cancel(waiter)) waiter.interrupted()
+              else if (waiter.slot !== undefined) core.release(waiter.slot)
+            })
+        ))
     }
 
     // Both run their body each time they are run: an idle worker is taken
@@ -679,7 +840,7 @@ export const make = <W, E = never, R = never>(
         // while queued (leave the queue), or interrupted just as a worker arrived
         // (pass it on to the next waiter).
         // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
-        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>((slot) => {
+        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, (slot) => {
           try {
             return f(slot.worker) as Effect.Effect<A, E | E2 | PoolError>
           } catch (defect) {
@@ -687,17 +848,15 @@ export const make = <W, E = never, R = never>(
           }
         })
         waiter.key = key
-        return Effect.onExit(
-          restore(Effect.callback<A, E | E2 | PoolError, R2>((resume) => {
-            waiter.resume = resume
-            core.enqueue(waiter, timeout, account)
-          })),
-          () => {
-            if (waiter.slot === undefined) core.cancel(waiter)
-            else core.release(waiter.slot, waiter.lease)
-            return Effect.void
-          }
-        )
+        return queued(waiter, () =>
+          Effect.onExit(
+            restore(enqueue(waiter, timeout, account) as Effect.Effect<A, E | E2 | PoolError, R2>),
+            () => {
+              if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
+              else if (core.cancel(waiter)) waiter.interrupted()
+              return Effect.void
+            }
+          ))
       })
 
     /** The acquire timeout of valid `options` (in ms, 0: none). */
@@ -793,7 +952,7 @@ export const make = <W, E = never, R = never>(
       shutdown
     }
     return pool
-  })
+  }).pipe(Effect.withSpan("WorkerPool.make"))
 
 /**
  * Builds a pool as a scoped `Layer` for a service key, so Effect services can

@@ -28,7 +28,13 @@ export * as CodexWorker from "./CodexWorker.ts"
 export * as CodexWorkerPool from "./CodexWorkerPool.ts"
 export * as RateLimits from "./RateLimits.ts"
 export * as WorkerPool from "./WorkerPool.ts"
-export type { CloseEvent, CodexPromiseWorkerPool, CodexWorkerHandle, CodexWorkerPoolOptions } from "./CodexPromisePool.ts"
+export type {
+  CloseEvent,
+  CodexPromisePoolStats,
+  CodexPromiseWorkerPool,
+  CodexWorkerHandle,
+  CodexWorkerPoolOptions
+} from "./CodexPromisePool.ts"
 export {
   createWorkerPool,
   type AcquireOptions,

@@ -35,7 +35,13 @@ import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { type CodexPromiseWorkerPool, type CodexWorkerPoolOptions, makeCodexPromisePool } from "./CodexPromisePool.ts"
 import * as CodexWorkerPool from "./CodexWorkerPool.ts"
 
-export type { CloseEvent, CodexPromiseWorkerPool, CodexWorkerHandle, CodexWorkerPoolOptions } from "./CodexPromisePool.ts"
+export type {
+  CloseEvent,
+  CodexPromisePoolStats,
+  CodexPromiseWorkerPool,
+  CodexWorkerHandle,
+  CodexWorkerPoolOptions
+} from "./CodexPromisePool.ts"
 
 /**
  * Node's `ChildProcessSpawner`, with the `FileSystem` and `Path` it needs

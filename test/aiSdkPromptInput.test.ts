@@ -63,15 +63,64 @@ describe("which thread a prompt continues", () => {
     expect(plan.warnings).toEqual([])
   })
 
-  it("tool messages (AI SDK tool results) are not sent, with a warning", () => {
-    const plan = planInput([
+  it("tool results (no parked turn takes them) are sent as text naming the tool, its input and call id", () => {
+    const call = (id: string) => ({ type: "tool-call" as const, toolCallId: id, toolName: "weather", input: { city: id } })
+    const result = (id: string, output: any) => ({ type: "tool-result" as const, toolCallId: id, toolName: "weather", output })
+    const prompt: LanguageModelV3Prompt = [
       user("q"),
+      { role: "assistant", content: [call("a"), call("b"), call("c"), call("d")], providerOptions: { codex: { threadId: "T1" } } },
       {
         role: "tool",
-        content: [{ type: "tool-result", toolCallId: "c", toolName: "weather", output: { type: "text", value: "sunny" } }]
+        content: [
+          result("a", { type: "text", value: "sunny" }),
+          result("b", { type: "json", value: { temp: 21 } }),
+          result("c", { type: "error-text", value: "no such city" }),
+          result("d", { type: "execution-denied", reason: "not allowed" })
+        ]
       }
+    ]
+    const plan = planInput(prompt)
+    expect(plan.found).toEqual({ threadId: "T1", index: 1 })
+    expect(plan.newInput).toEqual([{
+      type: "text",
+      text: [
+        `The tool call weather with input {"city":"a"} (call id a) returned: sunny`,
+        `The tool call weather with input {"city":"b"} (call id b) returned: {"temp":21}`,
+        `The tool call weather with input {"city":"c"} (call id c) failed: no such city`,
+        `The tool call weather with input {"city":"d"} (call id d) was denied: not allowed`
+      ].join("\n")
+    }])
+    expect(plan.warnings).toEqual([])
+    // A new thread gets the whole conversation, the results labelled as the tool's.
+    expect(plan.transcriptInput).toEqual([{
+      type: "text",
+      text: expect.stringMatching(/^User: q\n\nTool: The tool call weather with input \{"city":"a"\}/)
+    }])
+  })
+
+  it("a content tool result keeps its images in place; other files are a note and a warning", () => {
+    const plan = planInput([{
+      role: "tool",
+      content: [{
+        type: "tool-result",
+        toolCallId: "c1",
+        toolName: "shot",
+        output: {
+          type: "content",
+          value: [
+            { type: "text", text: "here:" },
+            { type: "image-data", data: "iVBORw==", mediaType: "image/png" },
+            { type: "file-data", data: "JVBERg==", mediaType: "application/pdf" }
+          ]
+        }
+      }]
+    }])
+    expect(plan.newInput).toEqual([
+      { type: "text", text: "The tool call shot (call id c1) returned: here:" },
+      { type: "imageBytes", data: Buffer.from("iVBORw==", "base64"), mediaType: "image/png" },
+      { type: "text", text: " [a file of type application/pdf, not sent]" }
     ])
-    expect(plan.warnings).toMatchObject([{ type: "unsupported", feature: "tool results" }])
+    expect(plan.warnings).toMatchObject([{ type: "unsupported", feature: "tool result files of type application/pdf" }])
   })
 })
 

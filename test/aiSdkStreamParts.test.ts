@@ -32,11 +32,13 @@ const notification = (raw: RecordedMessage): CodexProtocol.ServerNotificationMes
 /** Runs `messages` through a mapper, as the turn does: `finish` at `turn/completed`. */
 const mapAll = (
   messages: ReadonlyArray<RecordedMessage>,
-  streamToolOutput = true
+  streamToolOutput = true,
+  clientTools: ReadonlySet<string> = new Set()
 ): Array<LanguageModelV3StreamPart> => {
   const mapper = new StreamPartMapper({
     metadata: (itemId) => ({ codex: itemId === undefined ? {} : { itemId } }),
-    streamToolOutput
+    streamToolOutput: () => streamToolOutput,
+    isClientTool: (namespace, tool) => (namespace === null || namespace === undefined) && clientTools.has(tool)
   })
   const parts: Array<LanguageModelV3StreamPart> = []
   for (const raw of messages) {
@@ -149,6 +151,31 @@ describe("stream parts of recorded codex streams", () => {
     expect(call).toMatchObject({ toolName: "lookup_ticket" })
     expect(JSON.parse(call!.input)).toEqual({ id: "T-42" })
     expect(finalResults(parts)[0]).toMatchObject({ isError: true, result: { success: false } })
+  })
+
+  it("a dynamic tool that is an AI SDK tool of the call maps to nothing (its call is the client's, from item/tool/call)", () => {
+    const parts = mapAll(loadStream("dynamic-tool"), true, new Set(["lookup_ticket"]))
+    expect(parts.filter((p) => p.type.startsWith("tool-"))).toEqual([])
+    expect(parts.map((p) => p.type)).toEqual(["text-start", "text-delta", "text-delta", "text-end"])
+    const mapper = new StreamPartMapper({
+      metadata: (itemId) => ({ codex: { threadId: "T", ...(itemId === undefined ? {} : { itemId }) } }),
+      streamToolOutput: () => true,
+      isClientTool: () => true
+    })
+    expect(mapper.clientCall({
+      threadId: "T",
+      turnId: "U",
+      callId: "call_1",
+      namespace: null,
+      tool: "lookup_ticket",
+      arguments: { id: "T-1" }
+    })).toEqual({
+      type: "tool-call",
+      toolCallId: "call_1",
+      toolName: "lookup_ticket",
+      input: "{\"id\":\"T-1\"}",
+      providerMetadata: { codex: { threadId: "T", itemId: "call_1" } }
+    })
   })
 
   it("declined approval: the command's result is an error with status declined", () => {

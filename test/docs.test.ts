@@ -92,4 +92,24 @@ describe("the packed package", () => {
     expect(documented).toContain("codex-worker-pool/transport")
     expect(unresolvable(scratch!, Array.from(new Set([...exported, ...documented])))).toEqual([])
   }, 60_000)
+
+  it("the declarations of codex-worker-pool/effect-ai never refer to ai or @ai-sdk/* (optional peers)", () => {
+    const installed = path.join(scratch!.dir, "node_modules", "codex-worker-pool")
+    const files = new Set<string>()
+    const external = new Set<string>()
+    const specifier = /^(?:import|export)\b[^"']*?from\s*["']([^"']+)["']/gm
+    const visit = (file: string): void => {
+      if (files.has(file)) return
+      files.add(file)
+      for (const [, spec] of fs.readFileSync(file, "utf8").matchAll(specifier)) {
+        if (spec!.startsWith(".")) visit(path.resolve(path.dirname(file), spec!.replace(/\.(ts|js)$/, ".d.ts")))
+        else external.add(spec!)
+      }
+    }
+    visit(path.join(installed, "dist", "effect-ai", "index.d.ts"))
+    // The walk reaches the AI SDK model's settings (the per-call settings are its schema).
+    expect([...files].some((file) => file.endsWith(path.join("dist", "ai-sdk", "settings.d.ts")))).toBe(true)
+    expect([...external].filter((name) => name === "ai" || name.startsWith("ai/") || name.startsWith("@ai-sdk/")))
+      .toEqual([])
+  })
 })

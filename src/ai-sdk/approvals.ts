@@ -17,7 +17,9 @@
  * - each request is answered exactly once: `settleAll()` answers whatever is
  *   still pending with its default (the turn is ending), `resolved()` drops
  *   one codex has withdrawn (`serverRequest/resolved`), and each callback's
- *   `signal` aborts then;
+ *   `signal` aborts then; a request the turn `hold`s (a call of an AI SDK
+ *   tool, answered by a later step) has no timeout and is answered through
+ *   `answer`, or with its default by `settleAll`;
  * - requests of another thread get the default without calling a callback.
  *
  * Limits: a callback error is reported through `onError` (the model makes it
@@ -29,7 +31,40 @@
  */
 import type * as CodexProtocol from "../CodexProtocol.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "../internal/jsonRpc.ts"
-import { type ToolCallHandler, unsupportedToolCall } from "./toolParking.ts"
+
+type ToolCallParams = CodexProtocol.ServerRequestParams<"item/tool/call">
+type ToolCallResult = CodexProtocol.ServerRequestResult<"item/tool/call">
+
+/**
+ * Answers a dynamic tool call, or returns `undefined` for a tool it does not
+ * know. `signal` aborts when the call's turn ends.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ToolCallHandler = (
+  params: ToolCallParams,
+  context: { readonly signal: AbortSignal }
+) => ToolCallResult | Promise<ToolCallResult> | undefined
+
+/** The qualified name of a dynamic tool: `namespace__tool`, or the tool's name. */
+export const dynamicToolName = (namespace: string | null | undefined, tool: string): string =>
+  namespace === null || namespace === undefined || namespace === "" ? tool : `${namespace}__${tool}`
+
+/**
+ * The answer to a call of a tool nobody implements here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unsupportedToolCall = (params: ToolCallParams): ToolCallResult => ({
+  success: false,
+  contentItems: [{
+    type: "inputText",
+    text: `The tool "${dynamicToolName(params.namespace, params.tool)}" is not available: ` +
+      "the AI SDK provider has no implementation of it."
+  }]
+})
 
 /**
  * The answer to an approval request (command execution or file change).
@@ -318,6 +353,24 @@ export class ServerRequests {
         this.#settle(id, defaultResponse(request))
       }
     )
+  }
+
+  /**
+   * Registers `request` as pending without a callback or a timeout: it is
+   * answered later through `answer`, or with its default by `settleAll`. The
+   * signal aborts once it is answered or withdrawn.
+   */
+  hold(request: CodexProtocol.ServerRequestMessage): AbortSignal {
+    const existing = this.#pending.get(request.id)
+    if (existing !== undefined) return existing.controller.signal
+    const controller = new AbortController()
+    this.#pending.set(request.id, { request, controller })
+    return controller.signal
+  }
+
+  /** Answers pending request `id` with `result` now; a no-op when it is no longer pending. */
+  answer(id: JsonRpcId, result: unknown): void {
+    this.#settle(id, { result })
   }
 
   /** Codex withdrew request `id` (`serverRequest/resolved`): no answer is sent. */

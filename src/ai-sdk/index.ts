@@ -22,7 +22,17 @@
  *   before a worker is leased; a bad field fails with a `PoolOptionsError`
  *   naming it;
  * - images reach Codex as image inputs; a call's temporary files are removed
- *   when it ends, on every path.
+ *   when it ends, on every path;
+ * - AI SDK function tools (`tools` with JSON schemas) are offered to Codex as
+ *   dynamic tools when a thread starts. When Codex calls them, the step ends
+ *   with `tool-calls` (all calls of one model response in one step) and the
+ *   turn waits, parked on its leased worker, for the next call of the
+ *   conversation to bring the results: that call continues the same turn on
+ *   the same worker, without a new lease (tools with and without `execute`
+ *   alike). A parked turn that gets no results within `toolResultTimeoutMs`
+ *   (default 60 s), or whose call is aborted, is interrupted and its worker
+ *   released; results that come later start a new turn that gets them as
+ *   text. The pool counts parked leases in `stats().parked`.
  *
  * Threads: each call starts a thread (`thread/start`, with `threadDefaults`)
  * unless `providerOptions.codex.threadId` names one, or the prompt's last
@@ -36,9 +46,14 @@
  * thread's `developerInstructions`. `account` and `workspace` go to the
  * pool's `acquire`; the thread is not passed as an affinity hint yet.
  *
- * Limits: AI SDK function tools are not passed to Codex (a later addition;
- * see `toolParking.ts`); sampling settings (temperature, topP, ...) are not
- * either; each is reported as an "unsupported" warning. Token usage is
+ * Limits: sampling settings (temperature, topP, ...) and provider-defined
+ * tools are not passed to Codex; each is reported as an "unsupported"
+ * warning. Function tools need a pool whose workers announce the
+ * experimental API (`capabilities: { experimentalApi: true }`; Codex refuses
+ * `dynamicTools` otherwise), and are fixed when a thread starts: a continued
+ * thread keeps its tools. A call with tools whose caller never sends the
+ * results (e.g. `streamText` with the default `stopWhen` of one step) keeps
+ * the worker until `toolResultTimeoutMs`. Token usage is
  * reported only for completed turns. Reasoning needs a model that reasons and
  * `effort` / `summary` settings. See `streamParts.ts` for how `streamText`
  * treats streamed tool output.
@@ -46,8 +61,9 @@
  * Modules: `settings.ts` (the per-call settings schema), `promptInput.ts`
  * (prompt to turn input), `tempFiles.ts`, `streamParts.ts` (item events to
  * stream parts), `usage.ts`, `approvals.ts` (server requests),
- * `toolParking.ts` (dynamic tool calls: the seam for AI SDK tools), `turn.ts`
- * (one call's lifecycle), `model.ts` (the language model).
+ * `toolParking.ts` (AI SDK tools across steps: tool specs, result answers,
+ * the parked turns), `turn.ts` (one turn's lifecycle over its steps),
+ * `model.ts` (the language model).
  *
  * @example
  * ```ts
@@ -70,6 +86,36 @@
  * await pool.shutdown()
  * ```
  *
+ * @example
+ * ```ts
+ * import { jsonSchema, stepCountIs, streamText, tool } from "ai"
+ * import { createCodexWorkerPool } from "codex-worker-pool/node"
+ * import { createCodexProvider } from "codex-worker-pool/ai-sdk"
+ *
+ * // Function tools reach Codex as dynamic tools, which need the experimental API.
+ * const pool = createCodexWorkerPool({ poolSize: 2, capabilities: { experimentalApi: true } })
+ * const codex = createCodexProvider({ pool, threadDefaults: { ephemeral: true }, toolResultTimeoutMs: 30_000 })
+ * const result = streamText({
+ *   model: codex("gpt-5.1-codex"),
+ *   prompt: "Is ticket T-7 still open?",
+ *   tools: {
+ *     lookupTicket: tool({
+ *       description: "Looks a ticket up",
+ *       inputSchema: jsonSchema<{ id: string }>({
+ *         type: "object",
+ *         properties: { id: { type: "string" } },
+ *         required: ["id"]
+ *       }),
+ *       execute: async ({ id }) => ({ id, status: "open" })
+ *     })
+ *   },
+ *   // Each tool round trip is one more step; the turn waits on its worker in between.
+ *   stopWhen: stepCountIs(4)
+ * })
+ * console.log(await result.text)
+ * await pool.shutdown()
+ * ```
+ *
  * @since 0.1.0
  */
 import type { LanguageModelV3 } from "@ai-sdk/provider"
@@ -80,7 +126,8 @@ import type { ServerRequestHandlers } from "./approvals.ts"
 import { CodexLanguageModel } from "./model.ts"
 import type { ImageInputMode } from "./promptInput.ts"
 import { type CodexCallOptions, parseCallOptions } from "./settings.ts"
-import type { CodexPoolLike, ThreadDefaults } from "./turn.ts"
+import { ToolParking } from "./toolParking.ts"
+import { ANNOUNCED_CALL_GRACE_MS, type CodexPoolLike, type ThreadDefaults, type Turn } from "./turn.ts"
 
 export type {
   ApprovalDecision,
@@ -114,6 +161,14 @@ export interface CodexProviderOptions extends ServerRequestHandlers {
    * `Infinity` waits as long as the turn lasts.
    */
   readonly serverRequestTimeoutMs?: number | undefined
+  /**
+   * How long a turn waits, parked on its worker, for the results of the AI
+   * SDK tool calls its step ended with (the next call of the conversation
+   * brings them). After that the turn is interrupted and the worker
+   * released; results that come later start a new turn that gets them as
+   * text. Default 60000 ms; at most 2147483647 (a timer's limit).
+   */
+  readonly toolResultTimeoutMs?: number | undefined
   /** How image bytes reach Codex: a temporary `localImage` file (default) or an inline data URL. */
   readonly imageInput?: ImageInputMode | undefined
   /**
@@ -141,12 +196,19 @@ const isPool = (u: unknown): u is CodexPoolLike =>
 
 const isObject = (u: unknown): u is object => typeof u === "object" && u !== null && !Array.isArray(u)
 
+/** A timer's delay: a number of milliseconds > 0 that `setTimeout` takes as is (finite, at most 2^31 - 1). */
+const TimerMillis = Schema.declare(
+  (u: unknown): u is number => typeof u === "number" && u > 0 && u <= 2_147_483_647,
+  { expected: "a number of milliseconds > 0 and <= 2147483647" }
+)
+
 const ProviderOptionsSchema = Schema.Struct({
   pool: Schema.declare(isPool, { expected: "a pool from createCodexWorkerPool" }),
   threadDefaults: Schema.optional(Schema.declare(isObject, { expected: "an object of thread/start params" })),
   callDefaults: Schema.optional(Schema.Unknown),
   interruptTimeoutMs: Schema.optional(Millis),
   serverRequestTimeoutMs: Schema.optional(Millis),
+  toolResultTimeoutMs: Schema.optional(TimerMillis),
   imageInput: Schema.optional(Schema.Literals(["localImage", "dataUrl"])),
   streamToolOutput: Schema.optional(Schema.Boolean),
   approvals: Schema.optional(Function),
@@ -176,6 +238,9 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
     threadDefaults: options.threadDefaults ?? {},
     interruptTimeoutMs: options.interruptTimeoutMs ?? 5_000,
     serverRequestTimeoutMs: options.serverRequestTimeoutMs ?? 300_000,
+    toolResultTimeoutMs: options.toolResultTimeoutMs ?? 60_000,
+    announcedCallGraceMs: ANNOUNCED_CALL_GRACE_MS,
+    parking: new ToolParking<Turn>(),
     handlers: {
       approvals: options.approvals,
       permissions: options.permissions,
@@ -183,7 +248,7 @@ export const createCodexProvider = (options: CodexProviderOptions): CodexProvide
       elicitation: options.elicitation,
       chatgptAuthTokens: options.chatgptAuthTokens
     },
-    // The seam for AI SDK function tools (see toolParking.ts): none yet.
+    // Calls of dynamic tools that are not AI SDK tools of the call (threadDefaults.dynamicTools): unsupported.
     toolCalls: undefined,
     imageInput: options.imageInput ?? "localImage",
     callDefaults,

@@ -15,8 +15,16 @@
  * - `responseFormat: { type: "json", schema }` becomes the turn's
  *   `outputSchema` (so `generateObject` / `Output.object` work); JSON without
  *   a schema gets a compatibility warning (not enforced);
- * - settings codex does not take (temperature, topP, ...) and AI SDK tools
- *   are reported as `unsupported` warnings;
+ * - the call's function tools are offered to a new thread as Codex dynamic
+ *   tools; Codex's call of one ends the step with `tool-calls` and parks the
+ *   turn, and the call whose prompt ends with the results continues it on
+ *   the same lease (see `toolParking.ts` and `turn.ts`); results no parked
+ *   turn waits for start a new turn that gets them as text; a call that
+ *   continues a thread whose parked turn it does not answer stops that turn
+ *   first;
+ * - settings codex does not take (temperature, topP, ...), provider-defined
+ *   tools and a `toolChoice` other than `auto` / `none` are reported as
+ *   `unsupported` warnings (`none` offers no tools);
  * - `doGenerate` returns text, reasoning, Codex's tool calls and their final
  *   results, sources and files; an `error` part stops the turn and rejects.
  *
@@ -27,14 +35,17 @@ import type {
   LanguageModelV3CallOptions,
   LanguageModelV3Content,
   LanguageModelV3FinishReason,
+  LanguageModelV3FunctionTool,
   LanguageModelV3GenerateResult,
+  LanguageModelV3StreamPart,
   LanguageModelV3StreamResult,
   SharedV3ProviderMetadata,
   SharedV3Warning
 } from "@ai-sdk/provider"
 import { describeInput, planInput } from "./promptInput.ts"
 import { acquireOptions, type CodexCallOptions, parseCallOptions } from "./settings.ts"
-import { type ProviderSettings, Turn, type TurnRequest } from "./turn.ts"
+import { trailingToolResults } from "./toolParking.ts"
+import { type ProviderSettings, type StepRequest, Turn, type TurnRequest } from "./turn.ts"
 import { emptyUsage } from "./usage.ts"
 
 /** Settings of the provider that shape each call. */
@@ -60,15 +71,21 @@ const callWarnings = (options: LanguageModelV3CallOptions): Array<SharedV3Warnin
   for (const feature of unsupportedSettings) {
     if (options[feature] !== undefined) warnings.push({ type: "unsupported", feature })
   }
-  if (options.tools !== undefined && options.tools.length > 0) {
+  for (const tool of options.tools ?? []) {
+    if (tool.type === "function") continue
     warnings.push({
       type: "unsupported",
-      feature: "tools",
-      details: "Codex runs its own tools; AI SDK tools are not passed to it."
+      feature: `provider-defined tool ${tool.id}`,
+      details: "Codex takes function tools (as dynamic tools); provider-defined tools are not passed to it."
     })
   }
-  if (options.toolChoice !== undefined && options.toolChoice.type !== "auto") {
-    warnings.push({ type: "unsupported", feature: "toolChoice" })
+  const choice = options.toolChoice?.type
+  if (choice !== undefined && choice !== "auto" && choice !== "none") {
+    warnings.push({
+      type: "unsupported",
+      feature: "toolChoice",
+      details: "Codex decides itself whether to call a tool; the tools are offered as with `auto`."
+    })
   }
   if (options.responseFormat?.type === "json" && options.responseFormat.schema === undefined) {
     warnings.push({
@@ -182,28 +199,63 @@ export class CodexLanguageModel implements LanguageModelV3 {
     return { stream, request }
   }
 
-  /** Validates the call, leases a worker and starts the turn. */
-  async #start(options: LanguageModelV3CallOptions, streaming: boolean) {
+  /**
+   * Validates the call, then continues the parked turn its tool results
+   * answer, or leases a worker and starts a turn.
+   */
+  async #start(
+    options: LanguageModelV3CallOptions,
+    streaming: boolean
+  ): Promise<{ readonly stream: ReadableStream<LanguageModelV3StreamPart>; readonly request: { readonly body: unknown } }> {
     const settings = this.#settings
     const callOptions = parseCallOptions("providerOptions.codex", options.providerOptions?.["codex"])
     const merged: CodexCallOptions = { ...settings.callDefaults, ...callOptions }
     const plan = planInput(options.prompt, merged.threadId)
     const resumeId = merged.threadId ?? plan.found?.threadId
+    const step: StepRequest = {
+      warnings: callWarnings(options),
+      includeRawChunks: streaming && options.includeRawChunks === true,
+      streamToolOutput: streaming && (merged.streamToolOutput ?? settings.streamToolOutput),
+      signal: options.abortSignal
+    }
+    const results = trailingToolResults(options.prompt)
+    if (results.length > 0) {
+      const parked = settings.parking.take(resumeId, results.map((result) => result.toolCallId))
+      if (parked !== undefined) {
+        return {
+          stream: parked.resume(step, results),
+          request: {
+            body: {
+              threadId: parked.threadId,
+              toolResults: results.map((result) => ({ toolCallId: result.toolCallId, output: result.output }))
+            }
+          }
+        }
+      }
+    }
+    if (resumeId !== undefined) {
+      // The conversation went on without this thread's parked turn: stop it (its lease ends once it is interrupted).
+      settings.parking.takeThread(resumeId)?.cancel(
+        "The conversation continued without this tool call's result: the turn was interrupted."
+      )
+    }
     const format = options.responseFormat
     const outputSchema = format?.type === "json" && format.schema !== undefined
       ? format.schema as unknown as TurnRequest["outputSchema"]
       : undefined
+    const tools = options.toolChoice?.type === "none"
+      ? []
+      : (options.tools ?? []).filter((tool): tool is LanguageModelV3FunctionTool => tool.type === "function")
     const request: TurnRequest = {
+      ...step,
       modelId: this.modelId,
       settings: merged,
       plan,
       resumeId,
       explicitThread: merged.threadId !== undefined,
       outputSchema,
-      warnings: [...callWarnings(options), ...plan.warnings],
-      includeRawChunks: streaming && options.includeRawChunks === true,
-      streamToolOutput: streaming && (merged.streamToolOutput ?? settings.streamToolOutput),
-      signal: options.abortSignal
+      tools,
+      warnings: [...step.warnings, ...plan.warnings]
     }
     const worker = await settings.pool.acquire(acquireOptions(options.abortSignal, merged))
     const turn = new Turn(worker, settings, request)

@@ -14,22 +14,26 @@
  *   inputs: `file:` URLs a `localImage` of that path, bytes a `localImage` of
  *   a temporary file (see `TempFiles`) or, with `imageInput: "dataUrl"`, an
  *   inline data URL; `text/*` files are inlined as text in a `<file>` block;
+ * - results of AI SDK tools (`tool` messages) that no parked turn takes
+ *   (see `toolParking.ts`: it timed out, or lived in another process) are
+ *   sent as text, each naming its tool, input and call id, with the images
+ *   of `content` results as image inputs;
  * - whatever is not sent gets an `unsupported` warning, never silence:
  *   remote image URLs (the AI SDK downloads them first, as the model's
- *   `supportedUrls` leaves them out), other media types, tool results;
+ *   `supportedUrls` leaves them out), other media types;
  * - nothing touches the disk until `materialize`, which runs on a leased
  *   worker and whose files are removed when the call ends.
  *
- * Limits: assistant reasoning and Codex's own tool parts are not replayed in
- * a transcript (a thread that is continued has them already); the roles
- * `tool` and the AI SDK's client tool results are not sent (function tools
- * across steps are a later addition, see `toolParking.ts`).
+ * Limits: assistant reasoning, tool calls and Codex's own tool parts are not
+ * replayed in a transcript (a thread that is continued has them already; a
+ * tool result names its call).
  *
  * @since 0.1.0
  */
 import type {
   LanguageModelV3FilePart,
   LanguageModelV3Prompt,
+  LanguageModelV3ToolResultPart,
   SharedV3Warning
 } from "@ai-sdk/provider"
 import { fileURLToPath } from "node:url"
@@ -167,15 +171,101 @@ const addFile = (part: LanguageModelV3FilePart, segments: Segments, warnings: Wa
   })
 }
 
+const json = (value: unknown): string => {
+  const text = JSON.stringify(value)
+  return text === undefined ? String(value) : text
+}
+
+/** Adds an image of a tool result (base64 bytes or a URL), or a warning. */
+const addResultImage = (
+  image: { readonly data: string; readonly mediaType: string } | { readonly url: string },
+  segments: Segments,
+  warnings: Warnings
+): void => {
+  if ("data" in image) return segments.other({ type: "imageBytes", data: bytesOf(image.data), mediaType: image.mediaType })
+  if (image.url.startsWith("data:")) return segments.other({ type: "imageUrl", url: image.url })
+  warnings.add({
+    type: "unsupported",
+    feature: "tool result image URLs",
+    details: "The Codex app-server refuses remote image URLs in its input; a tool result's image URL is not sent."
+  })
+}
+
+/**
+ * A tool result as text (and images): what the model needs to know when the
+ * turn that asked for it is gone. `calls` holds the inputs of the prompt's
+ * tool calls, by id.
+ */
+const addToolResult = (
+  part: LanguageModelV3ToolResultPart,
+  calls: ReadonlyMap<string, unknown>,
+  segments: Segments,
+  warnings: Warnings
+): void => {
+  const input = calls.has(part.toolCallId) ? ` with input ${json(calls.get(part.toolCallId))}` : ""
+  const call = `The tool call ${part.toolName}${input} (call id ${part.toolCallId})`
+  const output = part.output
+  switch (output.type) {
+    case "text":
+      return segments.text(`${call} returned: ${output.value}`)
+    case "json":
+      return segments.text(`${call} returned: ${json(output.value)}`)
+    case "error-text":
+      return segments.text(`${call} failed: ${output.value}`)
+    case "error-json":
+      return segments.text(`${call} failed: ${json(output.value)}`)
+    case "execution-denied":
+      return segments.text(`${call} was denied${output.reason === undefined ? "." : `: ${output.reason}`}`)
+    case "content": {
+      segments.text(`${call} returned:`)
+      for (const item of output.value) {
+        switch (item.type) {
+          case "text":
+            segments.text(` ${item.text}`)
+            break
+          case "image-data":
+            addResultImage({ data: item.data, mediaType: item.mediaType }, segments, warnings)
+            break
+          case "image-url":
+            addResultImage({ url: item.url }, segments, warnings)
+            break
+          case "file-data":
+            if (item.mediaType.toLowerCase().startsWith("image/")) {
+              addResultImage({ data: item.data, mediaType: item.mediaType }, segments, warnings)
+              break
+            }
+            segments.text(` [a file of type ${item.mediaType}, not sent]`)
+            warnings.add({
+              type: "unsupported",
+              feature: `tool result files of type ${item.mediaType}`,
+              details: "Codex takes text and images in a tool result; the file is not sent."
+            })
+            break
+          default:
+            segments.text(` [a ${item.type} part, not sent]`)
+            warnings.add({
+              type: "unsupported",
+              feature: `tool result parts of type ${item.type}`,
+              details: "Codex takes text and images in a tool result; the part is not sent."
+            })
+        }
+      }
+      return
+    }
+  }
+}
+
 /** The content of one message as segments; `label` prefixes it in a transcript. */
 const addMessage = (
   message: LanguageModelV3Prompt[number],
   label: string | undefined,
+  calls: ReadonlyMap<string, unknown>,
   segments: Segments,
   warnings: Warnings
 ): void => {
   if (label !== undefined) segments.text(`${label}: `)
   if (message.role === "system") return segments.text(message.content)
+  let first = true
   for (const part of message.content) {
     switch (part.type) {
       case "text":
@@ -185,13 +275,11 @@ const addMessage = (
         if (message.role === "user") addFile(part, segments, warnings)
         break
       case "tool-result":
-        // Codex's own (provider-executed) results need no replay; a client tool's result cannot be sent yet.
+        // Codex's own (provider-executed) results need no replay; an AI SDK tool's result is sent as text.
         if (message.role === "tool") {
-          warnings.add({
-            type: "unsupported",
-            feature: "tool results",
-            details: "Results of AI SDK tools are not sent to Codex; Codex runs its own tools."
-          })
+          if (!first) segments.text("\n")
+          first = false
+          addToolResult(part, calls, segments, warnings)
         }
         break
       default:
@@ -201,16 +289,34 @@ const addMessage = (
   }
 }
 
-/** The input of `messages`: one message as is, several as a labelled transcript. */
-const inputOf = (messages: LanguageModelV3Prompt, warnings: Warnings): Array<InputSegment> => {
-  const relevant = messages.filter((m) => m.role === "user" || m.role === "assistant")
-  for (const message of messages) {
-    if (message.role === "tool") addMessage(message, undefined, new Segments(), warnings)
+const labels = { user: "User", assistant: "Assistant", tool: "Tool" } as const
+
+/** The inputs of the prompt's tool calls, by call id. */
+const callInputs = (prompt: LanguageModelV3Prompt): Map<string, unknown> => {
+  const calls = new Map<string, unknown>()
+  for (const message of prompt) {
+    if (message.role !== "assistant") continue
+    for (const part of message.content) if (part.type === "tool-call") calls.set(part.toolCallId, part.input)
   }
+  return calls
+}
+
+/** The input of `messages`: one message as is, several as a labelled transcript. */
+const inputOf = (
+  messages: LanguageModelV3Prompt,
+  calls: ReadonlyMap<string, unknown>,
+  warnings: Warnings
+): Array<InputSegment> => {
+  // Messages with something to send (an assistant message of tool calls only has nothing).
+  const relevant = messages.filter((m): m is Exclude<typeof m, { role: "system" }> =>
+    m.role === "user" ||
+    (m.role === "assistant" && m.content.some((part) => part.type === "text")) ||
+    (m.role === "tool" && m.content.some((part) => part.type === "tool-result"))
+  )
   const segments = new Segments()
   relevant.forEach((message, index) => {
     if (index > 0) segments.text("\n\n")
-    addMessage(message, relevant.length === 1 ? undefined : message.role === "user" ? "User" : "Assistant", segments, warnings)
+    addMessage(message, relevant.length === 1 ? undefined : labels[message.role], calls, segments, warnings)
   })
   return segments.done()
 }
@@ -228,8 +334,9 @@ export const planInput = (prompt: LanguageModelV3Prompt, explicitThreadId?: stri
   const found = explicitThreadId === undefined || metadata?.threadId === explicitThreadId ? metadata : undefined
   const newMessages = found === undefined ? prompt : prompt.slice(found.index + 1)
   const system = prompt.filter((m) => m.role === "system").map((m) => m.content as string).join("\n\n")
-  const newInput = inputOf(newMessages, warnings)
-  const transcriptInput = found === undefined ? newInput : inputOf(prompt, warnings)
+  const calls = callInputs(prompt)
+  const newInput = inputOf(newMessages, calls, warnings)
+  const transcriptInput = found === undefined ? newInput : inputOf(prompt, calls, warnings)
   return { system, found, newInput, transcriptInput, warnings: warnings.list }
 }
 

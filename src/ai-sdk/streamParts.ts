@@ -14,7 +14,8 @@
  *   a summary part ends when the next one is added; text that was never
  *   streamed is emitted from the completed item;
  * - Codex's actions (command execution, file change, MCP tool call, web
- *   search, dynamic tool call, image view, plan update) become one
+ *   search, call of a dynamic tool that is not an AI SDK tool of the call,
+ *   image view, plan update) become one
  *   `tool-call` and one final `tool-result`, both `providerExecuted: true` and
  *   `dynamic: true` (without both `streamText` throws "Model tried to call
  *   unavailable tool"), with the inputs and results the README's AI SDK
@@ -30,6 +31,11 @@
  *   `PRELIMINARY_OUTPUT_LIMIT` characters (`outputTruncated: true`);
  * - a web search that opened a page adds a `source` part (url); a generated
  *   image with its bytes adds a `file` part;
+ * - a call of an AI SDK tool of the call is the client's: `clientCall`
+ *   makes its `tool-call` part (neither provider-executed nor dynamic, id =
+ *   Codex's call id) and its items map to nothing; its result comes from the
+ *   next step;
+ * - `endStep()` ends open text and reasoning when a step ends on tool calls;
  * - `finish()` closes whatever is still open: text and reasoning end, and an
  *   action without a result gets an error result (`status: "interrupted"`,
  *   or the given status), so no tool call is left without a result.
@@ -78,8 +84,13 @@ const json = (value: unknown): JSONValue => (value === undefined ? null : value 
 export interface StreamPartMapperOptions {
   /** The provider metadata of a part (`itemId` when it belongs to an item). */
   readonly metadata: (itemId?: string) => SharedV3ProviderMetadata
-  /** Send streamed tool output as preliminary tool results. */
-  readonly streamToolOutput: boolean
+  /** Send streamed tool output as preliminary tool results (the current step's setting). */
+  readonly streamToolOutput: () => boolean
+  /**
+   * True for a dynamic tool that is an AI SDK tool of the call: its items
+   * are not mapped (its call is the client's, see `clientCall`).
+   */
+  readonly isClientTool: (namespace: string | null | undefined, tool: string) => boolean
 }
 
 /**
@@ -145,7 +156,7 @@ export class StreamPartMapper {
         const tool = this.#tools.get(itemId)
         if (tool === undefined) break
         tool.output += delta
-        if (this.#options.streamToolOutput) {
+        if (this.#options.streamToolOutput()) {
           const truncated = tool.output.length > PRELIMINARY_OUTPUT_LIMIT
           this.#preliminary(itemId, tool, {
             status: "inProgress",
@@ -158,7 +169,7 @@ export class StreamPartMapper {
       case "item/mcpToolCall/progress": {
         const { itemId, message: progress } = message.params
         const tool = this.#tools.get(itemId)
-        if (tool !== undefined && this.#options.streamToolOutput) {
+        if (tool !== undefined && this.#options.streamToolOutput()) {
           this.#preliminary(itemId, tool, { status: "inProgress", progress }, parts)
         }
         break
@@ -181,6 +192,29 @@ export class StreamPartMapper {
       default:
         break
     }
+    return parts
+  }
+
+  /**
+   * The `tool-call` part of Codex's call of an AI SDK tool (`item/tool/call`):
+   * a call for the client to execute, so neither provider-executed nor
+   * dynamic; its id is Codex's call id.
+   */
+  clientCall(params: CodexProtocol.ServerRequestParams<"item/tool/call">): LanguageModelV3StreamPart {
+    return {
+      type: "tool-call",
+      toolCallId: params.callId,
+      toolName: params.tool,
+      input: JSON.stringify(params.arguments ?? {}),
+      providerMetadata: this.#metadata(params.callId)
+    }
+  }
+
+  /** Ends the open text and reasoning blocks: a step ends (Codex's actions stay open). */
+  endStep(): Array<LanguageModelV3StreamPart> {
+    const parts: Array<LanguageModelV3StreamPart> = []
+    for (const id of [...this.#text.keys()]) this.#endText(id, parts)
+    for (const block of [...this.#reasoning.keys()]) this.#endReasoning(block, parts)
     return parts
   }
 
@@ -312,6 +346,7 @@ export class StreamPartMapper {
       case "mcpToolCall":
         return this.#call(item.id, mcpToolName(item.server, item.tool), mcpInput(item), parts)
       case "dynamicToolCall":
+        if (this.#options.isClientTool(item.namespace, item.tool)) return
         return this.#call(item.id, dynamicToolName(item.namespace, item.tool), item.arguments, parts)
       case "imageView":
         return this.#call(item.id, toolNames.imageView, { path: item.path }, parts)
@@ -358,6 +393,7 @@ export class StreamPartMapper {
           durationMs: item.durationMs
         }, item.status !== "completed", parts)
       case "dynamicToolCall":
+        if (this.#options.isClientTool(item.namespace, item.tool)) return
         return this.#result(item.id, dynamicToolName(item.namespace, item.tool), item.arguments, {
           status: item.status,
           success: item.success,

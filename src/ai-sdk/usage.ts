@@ -8,6 +8,12 @@
  * are reported as `outputTokens.reasoning`, text tokens as the rest; cached
  * input as `cacheRead`.
  *
+ * A turn that runs over several steps (AI SDK tools, see `toolParking.ts`)
+ * reports at each step what arrived since the previous one. Codex reports a
+ * model request's usage only once the tool calls it made are answered, so a
+ * step that ends on tool calls usually reports none, and the next step
+ * reports that request too.
+ *
  * Limits: only meaningful for a turn that completed. On a failed turn codex
  * may repeat the previous turn's figures (see notes/real-codex.md), so the
  * model reports no usage for turns that did not complete.
@@ -41,6 +47,13 @@ export class TurnUsage {
       outputTokens: sum.outputTokens + last.outputTokens,
       reasoningOutputTokens: sum.reasoningOutputTokens + last.reasoningOutputTokens
     }
+  }
+
+  /** The sum so far as AI SDK usage, then starts over (a step's usage: what came since the last step). */
+  take(): LanguageModelV3Usage {
+    const usage = this.toUsage()
+    this.#sum = undefined
+    return usage
   }
 
   /** The sum as AI SDK usage (`raw` holds codex's summed breakdown); empty if nothing was added. */

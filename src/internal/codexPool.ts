@@ -379,5 +379,5 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
     return { pool, workers, stats: Effect.map(pool.stats, statsNow), statsNow, addAccount, removeAccount }
-  })
+  }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 

@@ -171,10 +171,10 @@ export interface Driver<W> {
   unleased(slot: Slot<W>): void
   /** Observability hook, called after every state change (gauges). */
   changed(): void
-  /** Observability hook: a waiter joined the queue. */
-  enqueued(queued: number): void
-  /** Observability hook: a waiter got a worker after waiting (0 when served at once). */
-  handedOff(waitedMs: number, queued: number): void
+  /** Observability hook: `waiter` joined the queue, which is now `queued` long. */
+  enqueued(queued: number, waiter: Waiter<W>): void
+  /** Observability hook: `waiter` is about to get a worker after waiting `waitedMs`; `queued` remain. */
+  handedOff(waitedMs: number, queued: number, waiter: Waiter<W>): void
 }
 
 /** Validated numeric settings, in milliseconds (0 disables a time). */
@@ -325,7 +325,7 @@ export class PoolCore<W> {
       this.deadlines.push(waiter)
       if (this.timerAt === undefined || waiter.deadline < this.timerAt) this.armTimer()
     }
-    this.driver.enqueued(this.queued)
+    this.driver.enqueued(this.queued, waiter)
     // May complete synchronously (and hand the new worker over) when the driver's create does.
     if (account.queue.length > account.creating) this.serve(waiter)
     this.driver.changed()
@@ -545,7 +545,7 @@ export class PoolCore<W> {
     slot.lease++
     slot.key = waiter.key
     const waitedMs = this.driver.now() - waiter.enqueuedAt
-    this.driver.handedOff(waitedMs, this.queued)
+    this.driver.handedOff(waitedMs, this.queued, waiter)
     this.driver.leased(slot)
     waiter.succeed(slot, waitedMs)
   }

@@ -40,7 +40,13 @@
  *   fails at once with it, message streams end, and `closed` resolves to it;
  * - a listener that throws is logged and does not disturb the channel or the
  *   other listeners; a defect while handling a line is logged and reading
- *   goes on (the transport is never left unread while the channel is open).
+ *   goes on (the transport is never left unread while the channel is open);
+ * - each request runs under a span (`requestSpan.name`, kind `client`) with
+ *   `rpc.system`, `rpc.method`, `rpc.jsonrpc.request_id`, the owner's
+ *   attributes and, when it fails, `error.type` (the error's tag) and
+ *   `rpc.jsonrpc.error_code`; it is a child of the caller's span. The span is
+ *   made only when the caller's fiber has a tracer installed (not Effect's
+ *   native one) and tracing is enabled, so without one a request pays nothing.
  *
  * Limits: no batches (a JSON array is logged and skipped); no cancellation is
  * sent to the server when a request is abandoned (the app-server has none at
@@ -56,6 +62,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Cause from "effect/Cause"
+import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
@@ -63,6 +70,7 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import { ChannelClosedError, JsonRpcError, ProtocolError, RequestTimeoutError } from "../errors.ts"
+import { isTraced } from "./tracing.ts"
 
 /** A JSON-RPC request id. */
 export type JsonRpcId = number | string
@@ -181,6 +189,14 @@ export interface MakeOptions<CE, EIn, EW> {
    * saying so. A failure or defect here falls back to the default.
    */
   readonly onWriteFailure?: ((error: EW) => Effect.Effect<CloseError<CE>>) | undefined
+  /**
+   * The name of each request's span (default `"jsonrpc.request"`) and
+   * attributes of the owner to add to it (a worker's `codex.pid`).
+   */
+  readonly requestSpan?: {
+    readonly name: string
+    readonly attributes?: Readonly<Record<string, unknown>> | undefined
+  } | undefined
 }
 
 // -----------------------------------------------------------------------------
@@ -362,13 +378,45 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
         return Effect.catch(options.write(line), writeFailed)
       }))
 
+    const spanName = options.requestSpan?.name ?? "jsonrpc.request"
+    const spanAttributes = options.requestSpan?.attributes ?? {}
+
+    /**
+     * `exchange` (request `id`, or `undefined` when it failed before getting
+     * one) under a span, when the fiber's spans are recorded: `rpc.method`,
+     * the owner's attributes and, on failure, `error.type` (the error's tag)
+     * and the JSON-RPC error code.
+     */
+    const traced = <A, E>(
+      fiber: Fiber.Fiber<unknown, unknown>,
+      method: string,
+      id: JsonRpcId | undefined,
+      exchange: Effect.Effect<A, E>
+    ): Effect.Effect<A, E> => {
+      if (!isTraced(fiber)) return exchange
+      const attributes: Record<string, unknown> = { ...spanAttributes, "rpc.system": "jsonrpc", "rpc.method": method }
+      if (id !== undefined) attributes["rpc.jsonrpc.request_id"] = id
+      return Effect.useSpan(spanName, { attributes, kind: "client" }, (span) =>
+        Effect.onExit(exchange, (exit) => {
+          if (Exit.isFailure(exit)) {
+            const error = Cause.findErrorOption(exit.cause)
+            if (Option.isSome(error)) {
+              const e = error.value as { readonly _tag?: unknown }
+              span.attribute("error.type", typeof e._tag === "string" ? e._tag : "unknown")
+              if (e instanceof JsonRpcError) span.attribute("rpc.jsonrpc.error_code", e.code)
+            }
+          }
+          return Effect.void
+        }))
+    }
+
     const request = (
       method: string,
       params?: unknown,
       requestOptions?: RequestOptions
     ): Effect.Effect<unknown, JsonRpcError | RequestTimeoutError | CloseError> =>
-      Effect.suspend(() => {
-        if (closeError !== undefined) return Effect.fail(closeError)
+      Effect.withFiber((fiber) => {
+        if (closeError !== undefined) return traced(fiber, method, undefined, Effect.fail(closeError))
         const id = nextId++
         const deferred = Deferred.makeUnsafe<unknown, JsonRpcError | CloseError>()
         pending.set(id, { method, deferred })
@@ -381,7 +429,7 @@ export const make = <CE = never, EIn = unknown, EW = unknown>(
             duration: timeout,
             orElse: () => Effect.fail(new RequestTimeoutError({ method, timeoutMs: Duration.toMillis(timeout) }))
           })
-        return Effect.ensuring(bounded, Effect.sync(() => pending.delete(id)))
+        return traced(fiber, method, id, Effect.ensuring(bounded, Effect.sync(() => pending.delete(id))))
       })
 
     const notify = (method: string, params?: unknown) =>

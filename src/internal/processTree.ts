@@ -224,6 +224,11 @@ const waitUntilGone = (tree: ProcessTree, ms: number): Effect.Effect<boolean> =>
  * Time comes from `Clock`, so it runs on the `TestClock` in tests. If the
  * fiber is interrupted while waiting, everything left is SIGKILLed at once.
  *
+ * Runs under a `ProcessTree.kill` span: `process.pid` (the root's),
+ * `process_tree.processes` (recorded processes alive when SIGTERM was sent),
+ * then `process_tree.escalated` (SIGKILL was needed) and
+ * `process_tree.survivors`.
+ *
  * @since 0.1.0
  * @category killing
  */
@@ -233,12 +238,22 @@ export const kill = (
 ): Effect.Effect<KillOutcome> =>
   Effect.gen(function*() {
     tree.refresh()
+    yield* Effect.annotateCurrentSpan("process_tree.processes", tree.liveCount())
     signal(tree, "SIGTERM")
     if (yield* waitUntilGone(tree, options.graceMs)) return { escalated: false, survivors: 0 }
     killSync(tree)
     yield* waitUntilGone(tree, KILL_WAIT_MS)
     return { escalated: true, survivors: tree.liveCount() }
-  }).pipe(Effect.onInterrupt(() => Effect.sync(() => killSync(tree))))
+  }).pipe(
+    Effect.tap((outcome) =>
+      Effect.annotateCurrentSpan({
+        "process_tree.escalated": outcome.escalated,
+        "process_tree.survivors": outcome.survivors
+      })
+    ),
+    Effect.onInterrupt(() => Effect.sync(() => killSync(tree))),
+    Effect.withSpan("ProcessTree.kill", { attributes: tree.root === undefined ? {} : { "process.pid": tree.root.pid } })
+  )
 
 /**
  * Refreshes and SIGKILLs the whole tree synchronously, without waiting. For
