@@ -36,6 +36,11 @@ export const registry: ReadonlyArray<SectionEntry> = [
     load: () => import("./rateLimits.ts")
   },
   {
+    name: "affinity",
+    description: "measurement 9: turns landing on the worker that has their thread, with and without prefer",
+    load: () => import("./affinity.ts")
+  },
+  {
     name: "codex",
     description: "measurement 7: real Codex app-server workers (bench/codex.ts, exporting `section: Section`)",
     load: optional("./codex.ts")

@@ -14,6 +14,13 @@
  *   consumer streaming a turn with no request in flight notices a crash at once.
  * Releasing a crashed worker is allowed and does not return it to service.
  *
+ * Accounts (`accounts`, `addAccount`, `removeAccount`; see `CodexWorkerPool`):
+ * `acquire({ account })` / `use(fn, { account })` lease a worker started with
+ * that account's environment (its API key) and nobody else's;
+ * `acquire({ prefer: threadId })` leases the idle worker that last served
+ * that thread when there is one, which saves a `thread/resume` (and an
+ * ephemeral thread exists only there).
+ *
  * Handles are lease-scoped: every `acquire` and every `use` callback gets a
  * handle of its own, which stands for that one lease. Once the lease has
  * ended (`release`, `invalidate`, or `use` returning) the handle is dead:
@@ -58,8 +65,8 @@ import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, type MakeWorker, processStats, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
+import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
+import { makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
 import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
@@ -167,7 +174,7 @@ export interface CodexPromisePoolStats extends CodexWorkerPool.Stats {
  * @since 0.1.0
  * @category models
  */
-export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHandle> {
+export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHandle, CodexWorkerPool.AccountOptions> {
   /** The counts now, with live processes, their resident memory, and parked leases. */
   stats(): CodexPromisePoolStats
   /**
@@ -391,16 +398,33 @@ class LeaseHandle implements CodexWorkerHandle {
  *
  * @internal
  */
-export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> implements CodexPromiseWorkerPool {
-  readonly #workers: ReadonlySet<Worker>
+export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, CodexWorkerPool.AccountOptions>
+  implements CodexPromiseWorkerPool
+{
+  readonly #statsNow: (stats: WorkerPool.Stats) => CodexWorkerPool.Stats
   readonly #keys = new WeakMap<Worker, object>()
   /** Handles marked parked; those whose lease has ended are dropped when counted. */
   readonly #parked = new Set<LeaseHandle>()
   /** The pool's logging, for what the handles run (requests, notifications, answers). */
   readonly logContext: Context.Context<never>
-  constructor(internals: Internals<Worker>, scope: Scope.Closeable, workers: ReadonlySet<Worker>) {
-    super(internals, scope)
-    this.#workers = workers
+  constructor(
+    internals: Internals<Worker>,
+    scope: Scope.Closeable,
+    parts: {
+      /** The pool's counts with the processes and resident memory of its workers. */
+      readonly statsNow: (stats: WorkerPool.Stats) => CodexWorkerPool.Stats
+      readonly addAccount: (name: string, account: CodexWorkerPool.AccountOptions) => AccountExistsError | undefined
+      readonly removeAccount: Internals<Worker>["removeAccount"]
+    }
+  ) {
+    super(internals, scope, {
+      add: (name, account) => {
+        const exists = parts.addAccount(name, account)
+        if (exists !== undefined) throw exists
+      },
+      remove: parts.removeAccount
+    })
+    this.#statsNow = parts.statsNow
     this.logContext = internals.logContext
   }
   override grant(slot: Slot<Worker>): CodexWorkerHandle {
@@ -434,7 +458,7 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle> imp
     return this.#parked.size
   }
   override stats(): CodexPromisePoolStats {
-    return { ...super.stats(), ...processStats(this.#workers), parked: this.parkedCount() }
+    return { ...this.#statsNow(super.stats()), parked: this.parkedCount() }
   }
 }
 
@@ -466,7 +490,7 @@ export const makeCodexPromisePool = (
       )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
-    const facade = new CodexPromisePool(pool[CoreKey], scope, parts.workers)
+    const facade = new CodexPromisePool(pool[CoreKey], scope, parts)
     const removeGauge = registerPulled(context, pool[CoreKey].metricAttributes, [{
       name: "codex_worker_pool_parked",
       description: "Leases parked by their holder (AI SDK turns waiting between steps for tool results)",

@@ -78,6 +78,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -124,8 +125,12 @@ export interface ProcessOptions {
   readonly command?: string | undefined
   /** Arguments. Default `["app-server"]`. */
   readonly args?: ReadonlyArray<string> | undefined
-  /** Environment variables set on top of this process's (`undefined` removes one). */
-  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+  /**
+   * Environment variables set on top of this process's (`undefined` removes
+   * one). A value may be `Redacted` (an API key): it is unwrapped only for
+   * the spawn, so it never shows in logs, errors or inspected options.
+   */
+  readonly env?: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>> | undefined
   /** Working directory of the process. */
   readonly cwd?: string | undefined
   /**
@@ -346,7 +351,7 @@ export const make = (
     // Absolute, so that codex (started in `cwd`) and the mkdir below mean the same directory.
     const codexHome = options.codexHome === undefined ? undefined : path.resolve(options.cwd ?? "", options.codexHome)
     if (codexHome !== undefined) yield* ensureCodexHome(command, codexHome)
-    const env = codexHome === undefined ? options.env : { ...options.env, CODEX_HOME: codexHome }
+    const env = plainEnv(codexHome === undefined ? options.env : { ...options.env, CODEX_HOME: codexHome })
 
     /** Tracks a freshly spawned process: its tree, the exit hooks, the watchdog, and the memoized kill. */
     const track = (proc: AppServerProcess.AppServerProcess) => {
@@ -547,6 +552,16 @@ export const make = (
     }
     return worker
   }).pipe(Effect.withSpan("CodexWorker.spawn"))
+
+/** The environment with its `Redacted` values revealed, for the spawn only. */
+const plainEnv = (
+  env: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>> | undefined
+): Record<string, string | undefined> | undefined => {
+  if (env === undefined) return undefined
+  return Object.fromEntries(
+    Object.entries(env).map(([name, value]) => [name, Redacted.isRedacted(value) ? Redacted.value(value) : value])
+  )
+}
 
 /** Decodes a request's result with `schema`, failing with `ResponseDecodeError` naming the method. */
 const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {

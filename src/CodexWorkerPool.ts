@@ -13,6 +13,13 @@
  *   all worker trees and their resident memory, and `stats` includes both;
  * - an opt-in watchdog process (`watchdog: true`, Linux) that kills every
  *   worker tree if the host is SIGKILLed;
+ * - accounts (`accounts`, `addAccount`): groups of workers started with their
+ *   own environment (an API key), `codexHome` or `args` on top of the
+ *   top-level options, served only to callers that name them, under the one
+ *   `poolSize` budget of processes (see `WorkerPool` for the fairness
+ *   policy). `env` values may be `Redacted`: they are revealed only to the
+ *   spawn, and no log line, error, metric or stats names anything of an
+ *   account but its name;
  * - `layerConfig`: the options read from `Config`s, a bad value failing the
  *   layer with a `ConfigError` (options from code stay a defect).
  *
@@ -24,7 +31,10 @@
  *
  * Limits: see `CodexWorker` (descendant tracking by `/proc` scans) and
  * `WorkerPool` (a replacement may start while its predecessor is still being
- * killed).
+ * killed). A key is in its worker's environment, which processes of the same
+ * OS user can read (`/proc/<pid>/environ`). Accounts without a `codexHome`
+ * of their own share the default one, and with it the threads codex keeps
+ * there: give each account its own when they must not see each other's.
  *
  * @example
  * ```ts
@@ -40,11 +50,12 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, type Duration, Effect, Layer } from "effect"
+import { Config, Context, Deferred, type Duration, Effect, Layer } from "effect"
+import type * as Redacted from "effect/Redacted"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import type * as CodexWorker from "./CodexWorker.ts"
-import type { WorkerSpawnError } from "./errors.ts"
+import { type AccountExistsError, UnknownAccountError, type WorkerSpawnError } from "./errors.ts"
 import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
@@ -82,6 +93,50 @@ export interface Options extends CodexWorker.ProcessOptions {
   readonly name?: string | undefined
   /** Start a watchdog process that kills every worker tree if the host is SIGKILLed (Linux). Default false. */
   readonly watchdog?: boolean | undefined
+  /** Most workers of the default account at once. An integer >= 1; default: only `poolSize` limits it. */
+  readonly maxWorkers?: number | undefined
+  /**
+   * More accounts, by name (any non-empty string but "default"): each
+   * starts its workers with the top-level options overlaid with its own.
+   * `poolSize` bounds the processes of all accounts together.
+   */
+  readonly accounts?: Readonly<Record<string, AccountOptions>> | undefined
+}
+
+/**
+ * An account of a Codex pool: how its workers differ from the default
+ * account's (the top-level options), and its cap.
+ *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ *
+ * const accounts = {
+ *   acme: {
+ *     env: { OPENAI_API_KEY: Redacted.make(process.env.ACME_OPENAI_API_KEY ?? "") },
+ *     codexHome: "/var/lib/app/codex/acme",
+ *     maxWorkers: 2
+ *   }
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AccountOptions {
+  /**
+   * Environment variables set on top of the top-level `env` (`undefined`
+   * removes one), e.g. the account's API key: `OPENAI_API_KEY`,
+   * `CODEX_API_KEY`, or the `env_key` of the configured model provider.
+   * Pass secrets as `Redacted` values.
+   */
+  readonly env?: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>> | undefined
+  /** Its own `CODEX_HOME` (config, `auth.json`, threads). Default: the top-level `codexHome`. */
+  readonly codexHome?: string | undefined
+  /** Its own arguments. Default: the top-level `args`. */
+  readonly args?: ReadonlyArray<string> | undefined
+  /** Most workers of this account at once. An integer >= 1; default: only `poolSize` limits it. */
+  readonly maxWorkers?: number | undefined
 }
 
 /**
@@ -92,6 +147,21 @@ export interface Options extends CodexWorker.ProcessOptions {
  */
 export interface Stats extends WorkerPool.Stats {
   /** Live processes in all worker trees (codex and everything it started). */
+  readonly processes: number
+  /** Resident memory of those processes, in bytes. */
+  readonly residentBytes: number
+  /** The counts of each account, by name ("default" included). */
+  readonly accounts: Readonly<Record<string, AccountStats>>
+}
+
+/**
+ * The counts of one account of a Codex pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AccountStats extends WorkerPool.AccountStats {
+  /** Live processes in the account's worker trees. */
   readonly processes: number
   /** Resident memory of those processes, in bytes. */
   readonly residentBytes: number
@@ -119,6 +189,19 @@ export interface Service {
   readonly invalidate: (worker: CodexWorker.CodexWorker) => Effect.Effect<void>
   /** The counts now, including processes and resident memory. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Adds an account at run time. Fails with `AccountExistsError` (changing
+   * nothing) when the pool has one of that name; bad options are a defect
+   * (`PoolOptionsError` naming the option, never showing an `env` value).
+   */
+  readonly addAccount: (name: string, account: AccountOptions) => Effect.Effect<void, AccountExistsError>
+  /**
+   * Removes an account at once (its waiters fail with `AccountRemovedError`,
+   * its idle workers' trees are killed now, its busy ones' when released),
+   * then waits until every worker tree of it is gone. Fails with
+   * `UnknownAccountError` when there is no such account.
+   */
+  readonly removeAccount: (name: string) => Effect.Effect<void, UnknownAccountError>
   /** Shuts down and waits until every worker tree is gone (what closing the scope does). */
   readonly shutdown: Effect.Effect<void>
 }
@@ -139,12 +222,22 @@ export class CodexWorkerPool extends Context.Service<CodexWorkerPool, Service>()
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, ChildProcessSpawner | Scope.Scope> =>
-  Effect.map(Effect.suspend(() => makeParts(validate(options))), ({ pool, stats }): Service => ({
+  Effect.map(Effect.suspend(() => makeParts(validate(options))), ({ addAccount, pool, removeAccount, stats }): Service => ({
     get: pool.get,
     getWith: pool.getWith,
     use: pool.use,
     invalidate: pool.invalidate,
     stats,
+    addAccount: (name, account) =>
+      Effect.suspend(() => {
+        const exists = addAccount(name, account)
+        return exists === undefined ? Effect.void : Effect.fail(exists)
+      }),
+    removeAccount: (name) =>
+      Effect.suspend(() => {
+        const done = removeAccount(name)
+        return done instanceof UnknownAccountError ? Effect.fail(done) : Deferred.await(done)
+      }),
     shutdown: pool.shutdown
   }))
 
@@ -168,8 +261,11 @@ export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never
  * (`poolSize: 0`, a zero or negative duration, `minIdle` above `poolSize`),
  * fails the layer with a `ConfigError` naming it, in the error channel, not
  * as a defect. Durations read with `Config.Duration` take strings such as
- * `"30 seconds"` or `"Infinity"`. On Node, `layerCodexWorkerPoolConfig` from
- * `codex-worker-pool/node` is this with Node's spawner.
+ * `"30 seconds"` or `"Infinity"`. `maxWorkers` and `accounts` are read like
+ * the rest (an account's key with `Config.Redacted`, so that it stays
+ * redacted; a `ConfigError` never shows an `env` value). On Node,
+ * `layerCodexWorkerPoolConfig` from `codex-worker-pool/node` is this with
+ * Node's spawner.
  *
  * @example
  * ```ts
@@ -179,7 +275,10 @@ export const layer = (options: Options = {}): Layer.Layer<CodexWorkerPool, never
  * const PoolLive = CodexWorkerPool.layerConfig({
  *   poolSize: Config.Int("CODEX_POOL_SIZE").pipe(Config.withDefault(2)),
  *   leaseTimeout: Config.Duration("CODEX_LEASE_TIMEOUT").pipe(Config.withDefault("10 minutes")),
- *   codexHome: Config.String("CODEX_HOME").pipe(Config.withDefault(undefined))
+ *   codexHome: Config.String("CODEX_HOME").pipe(Config.withDefault(undefined)),
+ *   accounts: {
+ *     acme: { env: { OPENAI_API_KEY: Config.Redacted("ACME_OPENAI_API_KEY") }, maxWorkers: Config.Int("ACME_MAX_WORKERS") }
+ *   }
  * })
  * ```
  *

@@ -29,6 +29,13 @@
  * `shutdown()`, releasing a worker the pool no longer leases is ignored: the
  * shutdown timeout may have ended that lease.
  *
+ * Accounts: `accounts` adds named groups of workers (each made by its own
+ * `create`, or by the top-level `create`, which gets the account's name),
+ * each with an optional cap; `acquire({ account })` gets a worker of that
+ * account only, FIFO by capacity across accounts (see `WorkerPool`), and
+ * `acquire({ prefer })` the idle worker that last served that key, when
+ * there is one. `addAccount` / `removeAccount` change them at run time.
+ *
  * @example
  * ```ts
  * import { createWorkerPool } from "codex-worker-pool"
@@ -45,11 +52,16 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Exit, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Schema, Scope } from "effect"
 import * as Cause from "effect/Cause"
-import { PoolOptionsError, PoolShutdownError, WorkerNotLeasedError } from "./errors.ts"
-import type { PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
-import { Waiter } from "./internal/core.ts"
+import {
+  AccountRemovedError,
+  PoolShutdownError,
+  UnknownAccountError,
+  WorkerNotLeasedError
+} from "./errors.ts"
+import type { Account, PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
+import { DEFAULT_ACCOUNT, Waiter } from "./internal/core.ts"
 import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
 import {
   checkAcquireOptions,
@@ -60,7 +72,15 @@ import {
   IntAtLeast,
   Millis
 } from "./internal/options.ts"
-import { CoreKey, type Internals, statsOf } from "./internal/poolInternals.ts"
+import {
+  accountNamesAllowed,
+  checkAccountName,
+  CoreKey,
+  type Internals,
+  minIdleWithin,
+  statsOf,
+  WorkerCap
+} from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
 
 /**
@@ -70,8 +90,12 @@ import * as WorkerPool from "./WorkerPool.ts"
  * @category models
  */
 export interface WorkerPoolOptions<W> {
-  /** Makes a worker. `signal` aborts when the pool shuts down during the create. */
-  readonly create: (signal: AbortSignal) => Promise<W>
+  /**
+   * Makes a worker of `account` ("default" for the default account; the
+   * others' unless they have a `create` of their own). `signal` aborts when
+   * the pool shuts down during the create.
+   */
+  readonly create: (signal: AbortSignal, account: string) => Promise<W>
   /** Finalizes a worker (idle retirement, invalidate, shutdown). Errors are logged, not thrown. */
   readonly destroy?: ((worker: W) => Promise<void> | void) | undefined
   /** Most workers alive at once (idle, busy or being created). An integer >= 1. */
@@ -109,6 +133,27 @@ export interface WorkerPoolOptions<W> {
    * default logger (the console).
    */
   readonly logger?: PoolLogger | undefined
+  /** Most workers of the default account at once. An integer >= 1; default: only `poolSize` limits it. */
+  readonly maxWorkers?: number | undefined
+  /**
+   * More accounts (worker groups), by name: any non-empty string but
+   * "default". `poolSize` bounds the workers of all accounts together.
+   */
+  readonly accounts?: Readonly<Record<string, WorkerPoolAccountOptions<W>>> | undefined
+}
+
+/**
+ * An account of {@link createWorkerPool}: a group of workers served only to
+ * callers that name it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerPoolAccountOptions<W> {
+  /** Makes a worker of this account. Default: the pool's `create`, called with the account's name. */
+  readonly create?: ((signal: AbortSignal, account: string) => Promise<W>) | undefined
+  /** Most workers of this account at once. An integer >= 1; default: only `poolSize` limits it. */
+  readonly maxWorkers?: number | undefined
 }
 
 /**
@@ -131,8 +176,9 @@ export interface PoolLogger {
 
 /**
  * Options of one acquire. Bad ones (`timeoutMs` not a number >= 0, `signal`
- * not an `AbortSignal`, an unknown option) reject the acquire with
- * `PoolOptionsError` naming them, before anything is queued or leased.
+ * not an `AbortSignal`, `account` or `prefer` not a string, an unknown
+ * option) reject the acquire with `PoolOptionsError` naming them, before
+ * anything is queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -142,6 +188,18 @@ export interface AcquireOptions {
   readonly signal?: AbortSignal | undefined
   /** Overrides `acquireTimeoutMs` for this acquire; 0 waits without limit. */
   readonly timeoutMs?: number | undefined
+  /**
+   * The account to get a worker of. Default: the default account ("default").
+   * One the pool does not have rejects at once with `UnknownAccountError`.
+   */
+  readonly account?: string | undefined
+  /**
+   * An affinity key (a thread id, say): an idle worker of the account that
+   * last served this key is the one handed out. Otherwise the acquire is
+   * served as usual: it never waits for a busy worker, never goes ahead of a
+   * waiter.
+   */
+  readonly prefer?: string | undefined
 }
 
 /**
@@ -158,7 +216,7 @@ export type PoolStats = WorkerPool.Stats
  * @since 0.1.0
  * @category models
  */
-export interface PromiseWorkerPool<W> extends AsyncDisposable {
+export interface PromiseWorkerPool<W, A = WorkerPoolAccountOptions<W>> extends AsyncDisposable {
   /** Resolves with a worker, waiting FIFO when all are busy. */
   acquire(options?: AcquireOptions): Promise<W>
   /**
@@ -182,12 +240,34 @@ export interface PromiseWorkerPool<W> extends AsyncDisposable {
   use<A>(fn: (worker: W, signal: AbortSignal) => Promise<A>, options?: AcquireOptions): Promise<A>
   /** The counts now. */
   stats(): PoolStats
+  /**
+   * Adds an account at run time. Throws `AccountExistsError` (changing
+   * nothing) when the pool has one of that name, `PoolOptionsError` for a
+   * bad name or options.
+   */
+  addAccount(name: string, account: A): void
+  /**
+   * Removes an account at once: its waiters reject with
+   * `AccountRemovedError`, later acquires for it with `UnknownAccountError`;
+   * its idle workers are destroyed now, its busy ones when released, those
+   * being created when they arrive. Resolves once every worker of it has
+   * been destroyed. Rejects with `UnknownAccountError` when there is no such
+   * account, `PoolOptionsError` for the default account.
+   */
+  removeAccount(name: string): Promise<void>
   /** Rejects every waiter with `PoolShutdownError` and resolves once every worker is destroyed. */
   shutdown(): Promise<void>
 }
 
+const AccountSchema = Schema.Struct({
+  create: Schema.optional(Function),
+  maxWorkers: Schema.optional(WorkerCap)
+})
+
 const OptionsSchema = Schema.Struct({
   create: Function,
+  maxWorkers: Schema.optional(WorkerCap),
+  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
   destroy: Schema.optional(Function),
   poolSize: IntAtLeast(1),
   idleTimeoutMs: Schema.optional(Millis),
@@ -201,18 +281,18 @@ const OptionsSchema = Schema.Struct({
   provider: Schema.optional(Schema.String),
   debug: Schema.optional(Schema.Boolean),
   logger: Schema.optional(PoolLoggerSchema)
-})
+}).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /** A waiter that is a pending promise, optionally abortable. */
 class PromiseWaiter<W, H> extends Waiter<W> {
   readonly promise: Promise<H>
   resolve!: (held: H) => void
   reject!: (error: unknown) => void
-  readonly pool: PromisePool<W, H>
+  readonly pool: PromisePool<W, H, any>
   readonly core: PoolCore<W>
   readonly signal: AbortSignal | undefined
 
-  constructor(pool: PromisePool<W, H>, core: PoolCore<W>, signal: AbortSignal | undefined) {
+  constructor(pool: PromisePool<W, H, any>, core: PoolCore<W>, signal: AbortSignal | undefined) {
     super()
     this.pool = pool
     this.core = core
@@ -231,7 +311,13 @@ class PromiseWaiter<W, H> extends Waiter<W> {
 
   fail(failure: WaiterFailure): void {
     this.signal?.removeEventListener("abort", this)
-    this.reject("createFailure" in failure ? squash(failure.createFailure) : failure)
+    this.reject(
+      "createFailure" in failure
+        ? squash(failure.createFailure)
+        : "accountRemoved" in failure
+        ? new AccountRemovedError({ account: failure.accountRemoved })
+        : failure
+    )
   }
 
   /** The abort listener. */
@@ -244,23 +330,39 @@ class PromiseWaiter<W, H> extends Waiter<W> {
 const squash = (cause: unknown): unknown => Cause.squash(cause as Cause.Cause<unknown>)
 
 /**
- * The facade over a pool's core. The core holds workers `W`; a lease is handed
- * out as `H`: the worker itself here, a lease-scoped handle in a subclass that
- * overrides `grant`, `slotOf`, `leaseOf` and `revoke`.
+ * How a facade adds and removes accounts: the options of an account (`A`)
+ * are the facade's own.
  *
  * @internal
  */
-export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
+export interface AccountControl<A> {
+  /** Validates `account` and adds it; throws `PoolOptionsError` or `AccountExistsError`. */
+  readonly add: (name: string, account: A) => void
+  /** What `Internals.removeAccount` does, plus the facade's own clean-up. */
+  readonly remove: (name: string) => ReturnType<Internals<unknown>["removeAccount"]>
+}
+
+/**
+ * The facade over a pool's core. The core holds workers `W`; a lease is handed
+ * out as `H`: the worker itself here, a lease-scoped handle in a subclass that
+ * overrides `grant`, `slotOf`, `leaseOf` and `revoke`. `A`: the options of an
+ * account added at run time.
+ *
+ * @internal
+ */
+export class PromisePool<W, H = W, A = WorkerPoolAccountOptions<H>> implements PromiseWorkerPool<H, A> {
   readonly #core: PoolCore<W>
   readonly #internals: Internals<W>
   readonly #scope: Scope.Closeable
+  readonly #accounts: AccountControl<A>
   readonly #abortOnShutdown = new AbortController()
   #shutdown: Promise<void> | undefined
 
-  constructor(internals: Internals<W>, scope: Scope.Closeable) {
+  constructor(internals: Internals<W>, scope: Scope.Closeable, accounts: AccountControl<A>) {
     this.#internals = internals
     this.#core = internals.core
     this.#scope = scope
+    this.#accounts = accounts
   }
 
   /** What the current lease of `slot` is handed out as (called as the lease begins): the worker itself. */
@@ -285,8 +387,11 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
   revoke(_held: H): void {}
 
   acquire(options?: AcquireOptions): Promise<H> {
+    const core = this.#core
     let signal: AbortSignal | undefined
     let timeout: number | undefined
+    let account: Account<W> | undefined = core.defaultAccount
+    let key: string | undefined
     if (options !== undefined) {
       // Before anything else: bad options never queue, lease or abort anything.
       const invalid = checkAcquireOptions(options)
@@ -294,12 +399,17 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
       signal = options.signal
       if (signal?.aborted) return Promise.reject(signal.reason)
       if (options.timeoutMs !== undefined) timeout = options.timeoutMs === Infinity ? 0 : options.timeoutMs
+      if (options.account !== undefined) {
+        account = core.accounts.get(options.account)
+        if (account === undefined) return Promise.reject(new UnknownAccountError({ account: options.account }))
+      }
+      key = options.prefer
     }
-    const core = this.#core
-    const slot = core.take()
+    const slot = core.take(account, key)
     if (slot !== undefined) return Promise.resolve(this.grant(slot))
     const waiter = new PromiseWaiter(this, core, signal)
-    core.enqueue(waiter, timeout)
+    waiter.key = key
+    core.enqueue(waiter, timeout, account)
     return waiter.promise
   }
 
@@ -362,6 +472,20 @@ export class PromisePool<W, H = W> implements PromiseWorkerPool<H> {
     return statsOf(this.#core)
   }
 
+  addAccount(name: string, account: A): void {
+    this.#accounts.add(name, account)
+  }
+
+  removeAccount(name: string): Promise<void> {
+    let done: ReturnType<AccountControl<A>["remove"]>
+    try {
+      done = this.#accounts.remove(name)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return done instanceof UnknownAccountError ? Promise.reject(done) : Effect.runPromise(Deferred.await(done))
+  }
+
   shutdown(): Promise<void> {
     if (this.#shutdown === undefined) {
       this.#abortOnShutdown.abort(new PoolShutdownError())
@@ -387,41 +511,49 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const create = options.create
   const destroy = options.destroy
   const onLeaseTimeout = options.onLeaseTimeout
-  if (o.minIdle !== undefined && o.minIdle > o.poolSize) {
-    throw new PoolOptionsError({
-      message: `Invalid createWorkerPool options: minIdle: must be <= poolSize (${o.poolSize}), got ${o.minIdle}.`
-    })
-  }
   const finalizer = (worker: W) =>
     destroy === undefined ? Effect.void : Effect.tryPromise({
       try: async () => destroy(worker),
       catch: (error) => error
     }).pipe(Effect.catchCause((cause) => Effect.logWarning("destroy() of a worker failed", cause)))
-  // The create stays interruptible (unlike in `Effect.acquireRelease`), so
-  // shutdown aborts its signal; a worker it delivers anyway is destroyed, in
-  // the pool's context (its logger).
-  const createEffect = Effect.flatMap(Effect.context<never>(), (context) =>
-    Effect.callback<W, unknown>((resume, signal) => {
-      let created: Promise<W>
-      try {
-        created = Promise.resolve(create(signal))
-      } catch (error) {
-        return resume(Effect.fail(error))
-      }
-      created.then(
-        (worker) => {
-          if (signal.aborted) Effect.runForkWith(context)(finalizer(worker))
-          else resume(Effect.succeed(worker))
-        },
-        (error) => resume(Effect.fail(error))
-      )
-    }))
-  const acquire = Effect.uninterruptibleMask((restore) =>
-    Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
-  )
+  /**
+   * Makes a worker of `account` with `make`. The create stays interruptible
+   * (unlike in `Effect.acquireRelease`), so shutdown aborts its signal; a
+   * worker it delivers anyway is destroyed, in the pool's context (its logger).
+   */
+  const acquireWith = (make: (signal: AbortSignal, account: string) => Promise<W>, account: string) => {
+    const createEffect = Effect.flatMap(Effect.context<never>(), (context) =>
+      Effect.callback<W, unknown>((resume, signal) => {
+        let created: Promise<W>
+        try {
+          created = Promise.resolve(make(signal, account))
+        } catch (error) {
+          return resume(Effect.fail(error))
+        }
+        created.then(
+          (worker) => {
+            if (signal.aborted) Effect.runForkWith(context)(finalizer(worker))
+            else resume(Effect.succeed(worker))
+          },
+          (error) => resume(Effect.fail(error))
+        )
+      }))
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.tap(restore(createEffect), (worker) => Effect.addFinalizer(() => finalizer(worker)))
+    )
+  }
+  const accountsOf = (accounts: Readonly<Record<string, WorkerPoolAccountOptions<W>>>) =>
+    Object.fromEntries(
+      Object.entries(accounts).map(([name, account]) => [name, {
+        acquire: acquireWith(account.create ?? create, name),
+        maxWorkers: account.maxWorkers
+      }])
+    )
   const scope = Scope.makeUnsafe()
   const make = WorkerPool.make<W, unknown>({
-    acquire,
+    acquire: acquireWith(create, DEFAULT_ACCOUNT),
+    maxWorkers: o.maxWorkers,
+    accounts: options.accounts === undefined ? undefined : accountsOf(options.accounts),
     size: o.poolSize,
     // The facade's milliseconds (0: no limit) as the Effect pool's durations.
     idleTimeout: durationOfMs(o.idleTimeoutMs),
@@ -446,5 +578,14 @@ export const createWorkerPool = <W>(options: WorkerPoolOptions<W>): PromiseWorke
   const pool = Effect.runSync(make) as WorkerPool.WorkerPool<W, unknown> & {
     readonly [CoreKey]: Internals<W>
   }
-  return new PromisePool(pool[CoreKey], scope)
+  const internals = pool[CoreKey]
+  return new PromisePool<W, W, WorkerPoolAccountOptions<W>>(internals, scope, {
+    add: (name, account) => {
+      checkAccountName(name)
+      const a = decodeOptions("addAccount", AccountSchema, account)
+      const exists = internals.addAccount(name, acquireWith(account.create ?? create, name), a.maxWorkers ?? Infinity)
+      if (exists !== undefined) throw exists
+    },
+    remove: internals.removeAccount
+  })
 }

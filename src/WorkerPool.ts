@@ -58,9 +58,23 @@
  * for) run under no span, so what they trace starts a trace of its own rather
  * than growing the construction's for the pool's whole life.
  *
+ * Accounts (worker groups): `accounts` names groups of workers made by
+ * their own `acquire` (for a Codex pool: one API key each), each with an
+ * optional cap (`maxWorkers`); the top-level options are the default
+ * account's. An acquire names its account (`getWith({ account })`), gets a
+ * worker of that account only, and waits FIFO by capacity across accounts:
+ * a unit of capacity that frees up goes to the oldest waiter that can use it,
+ * whichever its account, so no account's queue starves another's request. At
+ * `size`, a waiter of B with no worker retires the oldest idle worker of
+ * another account to make room. `addAccount` / `removeAccount` change them at
+ * run time. `prefer` (an opaque key, e.g. a thread id) picks the idle worker
+ * of the account that last served that key, when one is idle; it never makes
+ * an acquire wait. See `internal/core.ts` for the exact guarantees.
+ *
  * Limits: workers being finalized no longer count toward `size`, so a
  * replacement may be created while its predecessor is still shutting down.
  * `queuedAhead` in an `AcquireTimeoutError` is counted when the timeout fires.
+ * `minIdle` keeps workers of the default account only.
  *
  * @example
  * ```ts
@@ -99,20 +113,56 @@ import {
   Scope,
   type Tracer
 } from "effect"
-import type { AcquireTimeoutError, PoolOptionsError, PoolShutdownError, QueueFullError } from "./errors.ts"
-import { CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
-import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
+import {
+  AccountExistsError,
+  AccountRemovedError,
+  type AcquireTimeoutError,
+  PoolOptionsError,
+  type PoolShutdownError,
+  type QueueFullError,
+  UnknownAccountError
+} from "./errors.ts"
+import { type Account, CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
+import { AccountMetricNames, MetricNames, registerPoolMetrics, registerPulled } from "./internal/metrics.ts"
 import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
-import { checkConfigOptions, CoreKey, type Internals, statsOf, validate } from "./internal/poolInternals.ts"
+import {
+  checkConfigOptions,
+  CoreKey,
+  type Internals,
+  statsOf,
+  validate,
+  validateAccount
+} from "./internal/poolInternals.ts"
 import { isTraced, noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
 
 /**
- * The pool's own ways for an acquire to fail.
+ * The pool's own ways for an acquire to fail: shutdown, timeout, a full
+ * queue, and for an acquire naming an account, an unknown account or its
+ * removal while waiting.
  *
  * @since 0.1.0
  * @category errors
  */
-export type PoolError = PoolShutdownError | AcquireTimeoutError | QueueFullError
+export type PoolError =
+  | PoolShutdownError
+  | AcquireTimeoutError
+  | QueueFullError
+  | UnknownAccountError
+  | AccountRemovedError
+
+/**
+ * An account: a group of workers made alike (for a Codex pool, with one API
+ * key), served only to callers that name it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AccountOptions<W, E, R> {
+  /** Makes one worker of this account, in the worker's own scope (like the pool's `acquire`). */
+  readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+  /** Most workers of this account at once (idle, leased or being created). Default: only `size` limits it. */
+  readonly maxWorkers?: number | undefined
+}
 
 /**
  * Options of {@link make}.
@@ -162,12 +212,24 @@ export interface Options<W, E, R> {
   readonly name?: string | undefined
   /** The `provider` attribute of the metrics. Default "generic". */
   readonly provider?: string | undefined
+  /**
+   * Most workers of the default account (the one `acquire` makes) at once.
+   * An integer >= 1; default: only `size` limits it.
+   */
+  readonly maxWorkers?: number | undefined
+  /**
+   * More accounts, by name (any non-empty string but "default", the
+   * default account's): each makes its workers with its own `acquire` and
+   * may have its own cap. `size` bounds the workers of all accounts together.
+   */
+  readonly accounts?: Readonly<Record<string, AccountOptions<W, E, R>>> | undefined
 }
 
 /**
  * Options of a single acquire. Bad ones (a `timeout` that is not a duration
- * > 0, an unknown option) are a defect: a `PoolOptionsError` naming them,
- * raised before anything is queued or leased.
+ * > 0, an `account` or `prefer` that is not a string, an unknown option) are
+ * a defect: a `PoolOptionsError` naming them, raised before anything is
+ * queued or leased.
  *
  * @since 0.1.0
  * @category models
@@ -175,6 +237,19 @@ export interface Options<W, E, R> {
 export interface AcquireOptions {
   /** Overrides the pool's `acquireTimeout` for this acquire; `Duration.infinity` waits without limit. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * The account to get a worker of. Default: the default account ("default").
+   * One the pool does not have fails at once with `UnknownAccountError`.
+   */
+  readonly account?: string | undefined
+  /**
+   * An affinity key (a thread id, say): when an idle worker of the account
+   * last served a lease with this key, that worker is the one handed out.
+   * Otherwise the acquire is served as usual; it never waits for a busy
+   * worker and never goes ahead of a waiter. The worker remembers the key of
+   * its latest lease only.
+   */
+  readonly prefer?: string | undefined
 }
 
 /**
@@ -206,6 +281,29 @@ export interface Stats {
   readonly createFailures: number
   /** True once shutdown has begun. */
   readonly closed: boolean
+  /** The counts of each account, by name ("default" included). */
+  readonly accounts: Readonly<Record<string, AccountStats>>
+}
+
+/**
+ * The counts of one account.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AccountStats {
+  /** Workers of the account alive and usable: `busy + idle`. */
+  readonly workers: number
+  /** Its workers leased out. */
+  readonly busy: number
+  /** Its workers waiting for a lease. */
+  readonly idle: number
+  /** Acquires for it waiting in the queue. */
+  readonly queued: number
+  /** Its workers being created. */
+  readonly creating: number
+  /** Its cap: its `maxWorkers`, or `size` when that is lower or it has none. */
+  readonly maxWorkers: number
 }
 
 /**
@@ -236,6 +334,23 @@ export interface WorkerPool<W, E = never> {
   readonly invalidate: (worker: W) => Effect.Effect<void>
   /** The pool's counts now. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Adds an account at run time. Its `acquire` runs in the pool's context
+   * (the one `make` ran in). Fails with `AccountExistsError` (changing
+   * nothing) when the pool has an account of that name; a bad name or
+   * options are a defect (`PoolOptionsError`).
+   */
+  readonly addAccount: (name: string, account: AccountOptions<W, E, never>) => Effect.Effect<void, AccountExistsError>
+  /**
+   * Removes an account at once: its waiters fail with `AccountRemovedError`,
+   * later acquires for it with `UnknownAccountError`; its idle workers are
+   * finalized now, its leased ones when released, those being created when
+   * they arrive. Then waits until every worker of it has been finalized
+   * (interrupting the wait leaves the account removed). Fails with
+   * `UnknownAccountError` when there is no such account; removing the default
+   * account is a defect (`PoolOptionsError`).
+   */
+  readonly removeAccount: (name: string) => Effect.Effect<void, UnknownAccountError>
   /**
    * Shuts the pool down and waits until every worker is finalized (what closing
    * its scope does). Idempotent.
@@ -324,6 +439,8 @@ class FiberWaiter<W, A, E> extends Waiter<W> {
     this.wake(
       "createFailure" in failure
         ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
+        : "accountRemoved" in failure
+        ? Effect.fail(new AccountRemovedError({ account: failure.accountRemoved }) as E)
         : Effect.fail(failure as E)
     )
   }
@@ -395,7 +512,7 @@ export const make = <W, E = never, R = never>(
 ): Effect.Effect<WorkerPool<W, E>, never, R | Scope.Scope> =>
   Effect.gen(function*() {
     const settings = validate(options)
-    const core = new PoolCore<W>(settings)
+    const core = new PoolCore<W>(settings, settings.maxWorkers)
     // The pool's own fibers (creates, timers, finalizers) outlive this
     // construction: they do not run under its span, nor under the caller's.
     const callerContext = withoutParentSpan(yield* Effect.context<R | Scope.Scope>())
@@ -415,6 +532,53 @@ export const make = <W, E = never, R = never>(
         { name: MetricNames.createFailures, description: "Worker creates that failed", get: () => core.totals.createFailures }
       ]
     )
+    /** What the pool keeps of each live account: how to make its workers and its metric series. */
+    interface AccountEntry {
+      readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
+      readonly removeMetrics: () => void
+    }
+    const accounts = new Map<Account<W>, AccountEntry>()
+    const registerAccount = (account: Account<W>, acquire: Effect.Effect<W, E, R | Scope.Scope>) => {
+      accounts.set(account, {
+        // The lines its workers write name the account (not the default one, to leave a plain pool's lines as they were).
+        acquire: account === core.defaultAccount ? acquire : Effect.annotateLogs(acquire, "account", account.name),
+        removeMetrics: registerPulled(callerContext as Context.Context<never>, {
+          ...metrics.attributes,
+          account: account.name
+        }, [
+          { name: AccountMetricNames.queueLength, description: "Acquires waiting for a worker of the account", get: () => account.queue.length },
+          { name: AccountMetricNames.busy, description: "Workers of the account leased out", get: () => account.leased },
+          { name: AccountMetricNames.idle, description: "Workers of the account waiting for a lease", get: () => account.idle },
+          { name: AccountMetricNames.creating, description: "Workers of the account being created", get: () => account.creating }
+        ])
+      })
+    }
+    registerAccount(core.defaultAccount, options.acquire)
+    if (options.accounts !== undefined) {
+      for (const [name, account] of Object.entries(options.accounts)) {
+        core.addAccount(name, account.maxWorkers ?? Infinity)
+        registerAccount(core.accounts.get(name)!, account.acquire)
+      }
+    }
+    /** Removed accounts whose workers are not all finalized yet, and who waits for that. */
+    const removals = new Map<Account<W>, Deferred.Deferred<void>>()
+    const settleRemovals = () => {
+      for (const [account, done] of removals) {
+        if (account.total !== 0) continue
+        let left = false
+        for (const slot of core.slots.values()) {
+          if (slot.account === account) {
+            left = true
+            break
+          }
+        }
+        if (!left) {
+          removals.delete(account)
+          Deferred.doneUnsafe(done, Exit.void)
+        }
+      }
+    }
+
     // Every line the pool writes, from its own fibers and its workers' (they
     // are made in its fibers), names the pool.
     const annotations = { pool: settings.name, pool_id: metrics.attributes.pool_id }
@@ -459,12 +623,12 @@ export const make = <W, E = never, R = never>(
     let timer: Fiber.Fiber<unknown> | undefined
     let drained: Deferred.Deferred<void> | undefined
 
-    const createWorker = (op: CreateOp<W>) =>
+    const createWorker = (op: CreateOp<W>, acquire: Effect.Effect<W, E, R | Scope.Scope>) =>
       Effect.uninterruptibleMask((restore) => {
         // Not a child of the pool's scope: that would finalize leased workers
         // before shutdown has run. Shutdown finalizes every worker itself.
         const scope = Scope.makeUnsafe()
-        return Effect.flatMap(Effect.exit(restore(Scope.provide(options.acquire, scope))), (exit) => {
+        return Effect.flatMap(Effect.exit(restore(Scope.provide(acquire, scope))), (exit) => {
           creates.delete(op)
           if (Exit.isSuccess(exit)) {
             core.created(op, exit.value, scope)
@@ -492,10 +656,10 @@ export const make = <W, E = never, R = never>(
       now: () => clock.currentTimeMillisUnsafe(),
       create: (op) => {
         // A worker made for a traced waiter is made under its `WorkerPool.acquire` span.
+        // The core only creates for live accounts, so the entry is there.
+        const create = createWorker(op, accounts.get(op.account)!.acquire)
         const span = op.owner instanceof FiberWaiter ? op.owner.span : undefined
-        const fiber = run(
-          span === undefined ? createWorker(op) : Effect.withParentSpan(createWorker(op), span, noStackTrace)
-        )
+        const fiber = run(span === undefined ? create : Effect.withParentSpan(create, span, noStackTrace))
         // A create that completed synchronously has already been accounted for.
         if (fiber.pollUnsafe() === undefined) creates.set(op, fiber)
       },
@@ -527,6 +691,7 @@ export const make = <W, E = never, R = never>(
         }
       },
       changed: () => {
+        if (removals.size !== 0) settleRemovals()
         if (drained !== undefined && core.drained) Deferred.doneUnsafe(drained, Exit.void)
       },
       // A fiber waiter logs these lines itself, in its own fiber.
@@ -561,6 +726,8 @@ export const make = <W, E = never, R = never>(
     yield* Effect.addFinalizer(() =>
       Effect.ensuring(shutdown, Effect.sync(() => {
         driver.setTimer(undefined)
+        for (const entry of accounts.values()) entry.removeMetrics()
+        accounts.clear()
         metrics.remove()
       }))
     )
@@ -600,8 +767,8 @@ export const make = <W, E = never, R = never>(
     }
 
     /** Queues `waiter`; the fiber logs that it did (when it admits Debug), then waits. */
-    const enqueue = <A, E1>(waiter: FiberWaiter<W, A, E1>, timeout: number): Effect.Effect<A, E1> => {
-      core.enqueue(waiter, timeout)
+    const enqueue = <A, E1>(waiter: FiberWaiter<W, A, E1>, timeout: number, account: Account<W>): Effect.Effect<A, E1> => {
+      core.enqueue(waiter, timeout, account)
       const wait = awaitWaiter(waiter)
       return waiter.debug && waiter.queuedAtEnqueue >= 0
         ? Effect.andThen(
@@ -613,12 +780,15 @@ export const make = <W, E = never, R = never>(
 
     const waitForSlot = (
       restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
-      timeout: number
+      timeout: number,
+      account: Account<W>,
+      key: string | undefined
     ): Effect.Effect<Slot<W>, E | PoolError> => {
       const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
+      waiter.key = key
       return queued(waiter, () =>
         Effect.onInterrupt(
-          restore(enqueue(waiter, timeout)),
+          restore(enqueue(waiter, timeout, account)),
           // Interrupted while waiting: leave the queue. Interrupted just as a
           // worker arrived: pass that worker on to the next waiter.
           () =>
@@ -631,23 +801,29 @@ export const make = <W, E = never, R = never>(
 
     // Both run their body each time they are run: an idle worker is taken
     // synchronously, with no Effect built for waiting.
-    const getWith = (timeout: number): Effect.Effect<W, E | PoolError, Scope.Scope> =>
+    const getWith = (
+      timeout: number,
+      account: Account<W>,
+      key: string | undefined
+    ): Effect.Effect<W, E | PoolError, Scope.Scope> =>
       Effect.uninterruptibleMask((restore) => {
-        const slot = core.take()
+        const slot = core.take(account, key)
         return slot !== undefined
           ? Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
           : Effect.flatMap(
-            waitForSlot(restore, timeout),
+            waitForSlot(restore, timeout, account, key),
             (slot) => Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
           )
       })
 
     const useWith = <A, E2, R2>(
       f: (worker: W) => Effect.Effect<A, E2, R2>,
-      timeout: number
+      timeout: number,
+      account: Account<W>,
+      key: string | undefined
     ): Effect.Effect<A, E | E2 | PoolError, R2> =>
       Effect.uninterruptibleMask((restore) => {
-        const slot = core.take()
+        const slot = core.take(account, key)
         if (slot !== undefined) {
           // The lease is held from here on: a `f` that throws instead of
           // returning an effect is this `use`'s defect, and the worker (which
@@ -671,9 +847,10 @@ export const make = <W, E = never, R = never>(
             return Effect.die(defect)
           }
         })
+        waiter.key = key
         return queued(waiter, () =>
           Effect.onExit(
-            restore(enqueue(waiter, timeout) as Effect.Effect<A, E | E2 | PoolError, R2>),
+            restore(enqueue(waiter, timeout, account) as Effect.Effect<A, E | E2 | PoolError, R2>),
             () => {
               if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
               else if (core.cancel(waiter)) waiter.interrupted()
@@ -682,11 +859,51 @@ export const make = <W, E = never, R = never>(
           ))
       })
 
-    /** The acquire timeout `options` ask for (validated; in ms, 0: none), or their `PoolOptionsError`. */
-    const acquireTimeoutOf = (options: AcquireOptions | undefined): number | PoolOptionsError => {
-      const invalid = checkEffectAcquireOptions(options)
-      if (invalid !== undefined) return invalid
-      return timeoutMillis(options?.timeout, settings.acquireTimeout)
+    /** The acquire timeout of valid `options` (in ms, 0: none). */
+    const acquireTimeoutOf = (options: AcquireOptions): number => timeoutMillis(options.timeout, settings.acquireTimeout)
+
+    /**
+     * Runs `acquire` with what `options` ask for: bad options are a defect (a
+     * `PoolOptionsError` naming the option), an unknown account a failure,
+     * both found before anything is queued or leased.
+     */
+    const withOptions = <A, E1, R1>(
+      options: AcquireOptions,
+      acquire: (timeout: number, account: Account<W>, key: string | undefined) => Effect.Effect<A, E1, R1>
+    ): Effect.Effect<A, E1 | UnknownAccountError, R1> =>
+      Effect.suspend((): Effect.Effect<A, E1 | UnknownAccountError, R1> => {
+        const invalid = checkEffectAcquireOptions(options)
+        if (invalid !== undefined) return Effect.die(invalid)
+        // `undefined` options: the checker allows them, and so does `getWith` at run time.
+        const o: AcquireOptions = options ?? {}
+        const name = o.account
+        const account = name === undefined ? core.defaultAccount : core.accounts.get(name)
+        if (account === undefined) return Effect.fail(new UnknownAccountError({ account: name! }))
+        return acquire(acquireTimeoutOf(o), account, o.prefer)
+      })
+
+    const addAccount = (name: string, acquire: Effect.Effect<W, unknown, any>, maxWorkers: number) => {
+      if (!core.addAccount(name, maxWorkers)) return new AccountExistsError({ account: name })
+      registerAccount(core.accounts.get(name)!, acquire as Effect.Effect<W, E, R | Scope.Scope>)
+      return undefined
+    }
+
+    const removeAccount = (name: string) => {
+      const account = core.accounts.get(name)
+      if (account === core.defaultAccount) {
+        throw new PoolOptionsError({
+          message: `Invalid removeAccount options: name "${name}": the default account cannot be removed ` +
+            `(it is the pool's top-level options).`
+        })
+      }
+      if (account === undefined) return new UnknownAccountError({ account: name })
+      const done = Deferred.makeUnsafe<void>()
+      removals.set(account, done)
+      accounts.get(account)!.removeMetrics()
+      accounts.delete(account)
+      core.removeAccount(name)
+      settleRemovals()
+      return done
     }
 
     const internals: Internals<W> = {
@@ -697,6 +914,8 @@ export const make = <W, E = never, R = never>(
         Context.add(References.MinimumLogLevel, Context.get(context, References.MinimumLogLevel)),
         Context.add(References.CurrentLogAnnotations, Context.get(context, References.CurrentLogAnnotations))
       ),
+      addAccount,
+      removeAccount,
       whenFinalized: (slot) =>
         slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
           const listeners = finalizedListeners.get(slot)
@@ -707,27 +926,29 @@ export const make = <W, E = never, R = never>(
 
     const pool: WorkerPool<W, E> & { readonly [CoreKey]: Internals<W> } = {
       [CoreKey]: internals,
-      get: getWith(settings.acquireTimeout),
-      // Bad per-acquire options are a defect (a `PoolOptionsError` naming the
-      // option), found before anything is queued or leased.
-      getWith: (options) =>
-        Effect.suspend(() => {
-          const timeout = acquireTimeoutOf(options)
-          return typeof timeout === "number" ? getWith(timeout) : Effect.die(timeout)
-        }),
+      get: getWith(settings.acquireTimeout, core.defaultAccount, undefined),
+      getWith: (options) => withOptions(options, getWith),
       use: (f, options) =>
         options === undefined
-          ? useWith(f, settings.acquireTimeout)
-          : Effect.suspend(() => {
-            const timeout = acquireTimeoutOf(options)
-            return typeof timeout === "number" ? useWith(f, timeout) : Effect.die(timeout)
-          }),
+          ? useWith(f, settings.acquireTimeout, core.defaultAccount, undefined)
+          : withOptions(options, (timeout, account, key) => useWith(f, timeout, account, key)),
       invalidate: (worker) =>
         Effect.sync(() => {
           const slot = core.slots.get(worker)
           if (slot !== undefined) core.invalidate(slot)
         }),
       stats: Effect.sync(() => statsOf(core)),
+      addAccount: (name, account) =>
+        Effect.suspend(() => {
+          const { maxWorkers } = validateAccount(name, account)
+          const exists = addAccount(name, account.acquire, maxWorkers)
+          return exists === undefined ? Effect.void : Effect.fail(exists)
+        }),
+      removeAccount: (name) =>
+        Effect.suspend(() => {
+          const done = removeAccount(name)
+          return done instanceof UnknownAccountError ? Effect.fail(done) : Deferred.await(done)
+        }),
       shutdown
     }
     return pool
@@ -763,16 +984,18 @@ export const layer = <I, W, E = never, R = never>(
 
 /**
  * The options of a pool that are plain values, which {@link layerConfig}
- * reads from `Config`s: all but `acquire` and `onLeaseTimeout`.
+ * reads from `Config`s: all but `acquire`, `onLeaseTimeout` and `accounts`
+ * (each account is made by an `acquire` of its own). The default account's
+ * `maxWorkers` is one of them.
  *
  * @since 0.2.0
  * @category models
  */
-export type ValueOptions = Omit<Options<unknown, unknown, unknown>, "acquire" | "onLeaseTimeout">
+export type ValueOptions = Omit<Options<unknown, unknown, unknown>, "acquire" | "onLeaseTimeout" | "accounts">
 
 /**
- * Options of {@link layerConfig}: `acquire` and `onLeaseTimeout` as in
- * {@link Options} (code, not configuration), every other option as a
+ * Options of {@link layerConfig}: `acquire`, `onLeaseTimeout` and `accounts`
+ * as in {@link Options} (code, not configuration), every other option as a
  * `Config` of its value.
  *
  * @since 0.2.0
@@ -784,13 +1007,16 @@ export type ConfigOptions<W, E, R> =
     readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
     /** Runs when a lease outlives `leaseTimeout`, as in {@link Options}. */
     readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
+    /** More accounts, as in {@link Options}: each has an `acquire` of its own, so they come from code. */
+    readonly accounts?: Readonly<Record<string, AccountOptions<W, E, R>>> | undefined
   }
   & { readonly [K in keyof ValueOptions]: Config.Wrap<ValueOptions[K]> }
 
 /**
  * {@link layer} with the options that are values read from `Config`s (e.g.
- * the environment, through the current `ConfigProvider`), while `acquire` and
- * `onLeaseTimeout` come from code.
+ * the environment, through the current `ConfigProvider`), while `acquire`,
+ * `onLeaseTimeout` and `accounts` come from code (a bad account is a defect,
+ * as in {@link make}).
  *
  * A value that cannot be read, or that is read but is not a valid option
  * (`size: 0`, a negative duration, `minIdle` above `size`), fails the layer
@@ -822,7 +1048,7 @@ export const layerConfig = <I, W, E = never, R = never>(
   key: Context.Key<I, WorkerPool<W, E>>,
   options: ConfigOptions<W, E, R>
 ): Layer.Layer<I, Config.ConfigError, Exclude<R, Scope.Scope>> => {
-  const { acquire, onLeaseTimeout, ...values } = options
+  const { accounts, acquire, onLeaseTimeout, ...values } = options
   return Layer.effect(
     key,
     Config.unwrap<ValueOptions>(values as Config.Wrap<ValueOptions>).pipe(
@@ -831,7 +1057,8 @@ export const layerConfig = <I, W, E = never, R = never>(
         make<W, E, R>({
           ...read,
           acquire,
-          ...(onLeaseTimeout === undefined ? {} : { onLeaseTimeout })
+          ...(onLeaseTimeout === undefined ? {} : { onLeaseTimeout }),
+          ...(accounts === undefined ? {} : { accounts })
         })
       )
     )

@@ -250,6 +250,69 @@ export class WorkerNotLeasedError extends Schema.TaggedError<WorkerNotLeasedErro
 }
 
 /**
+ * An acquire named an account the pool does not have (never added, or
+ * removed). Nothing was queued. Add the account first (`accounts` option or
+ * `addAccount`), or check the name.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnknownAccountError extends Schema.TaggedError<UnknownAccountError>()("UnknownAccountError", {
+  message: Schema.String,
+  account: Schema.String
+}) {
+  constructor(props: { readonly account: string }, options?: Schema.MakeOptions) {
+    super({
+      account: props.account,
+      message: `The worker pool has no account named ${JSON.stringify(props.account)}. ` +
+        `Add it (the accounts option or addAccount) before acquiring for it, or check the name.`
+    }, options)
+  }
+}
+
+/**
+ * The account an acquire waited for was removed (`removeAccount`) before a
+ * worker was handed over. Its workers are being retired. Add the account
+ * again to go on serving it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AccountRemovedError extends Schema.TaggedError<AccountRemovedError>()("AccountRemovedError", {
+  message: Schema.String,
+  account: Schema.String
+}) {
+  constructor(props: { readonly account: string }, options?: Schema.MakeOptions) {
+    super({
+      account: props.account,
+      message: `The account ${JSON.stringify(props.account)} was removed from the worker pool while this acquire ` +
+        `waited; its workers are being retired. Add the account again to serve it.`
+    }, options)
+  }
+}
+
+/**
+ * `addAccount` was given the name of an account the pool already has.
+ * Nothing was changed. To change an account's settings (a new key), remove it
+ * and add it again.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AccountExistsError extends Schema.TaggedError<AccountExistsError>()("AccountExistsError", {
+  message: Schema.String,
+  account: Schema.String
+}) {
+  constructor(props: { readonly account: string }, options?: Schema.MakeOptions) {
+    super({
+      account: props.account,
+      message: `The worker pool already has an account named ${JSON.stringify(props.account)}; nothing was changed. ` +
+        `To change its settings, remove it (removeAccount) and add it again.`
+    }, options)
+  }
+}
+
+/**
  * The options given to a pool constructor are invalid. The message names the
  * option and says what it must be.
  *
@@ -713,6 +776,9 @@ export const CodexWorkerPoolError = Schema.Union([
   AcquireTimeoutError,
   QueueFullError,
   WorkerNotLeasedError,
+  UnknownAccountError,
+  AccountRemovedError,
+  AccountExistsError,
   PoolOptionsError,
   JsonRpcError,
   RequestTimeoutError,

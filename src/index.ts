@@ -41,9 +41,12 @@ export {
   type PoolLogger,
   type PoolStats,
   type PromiseWorkerPool,
+  type WorkerPoolAccountOptions,
   type WorkerPoolOptions
 } from "./PromisePool.ts"
 export {
+  AccountExistsError,
+  AccountRemovedError,
   AcquireTimeoutError,
   ChannelClosedError,
   CodexWorkerPoolError,
@@ -56,6 +59,7 @@ export {
   RateLimitedError,
   RequestTimeoutError,
   ResponseDecodeError,
+  UnknownAccountError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,

@@ -33,6 +33,7 @@ import { Arbitrary, Duration, Effect, Schema, Scope } from "effect"
 import { CodexPromisePool, type CodexWorkerHandle } from "../src/CodexPromisePool.ts"
 import type { CodexWorker } from "../src/CodexWorker.ts"
 import { WorkerNotLeasedError } from "../src/errors.ts"
+import { processStats } from "../src/internal/codexPool.ts"
 import type { Slot } from "../src/internal/core.ts"
 import { CoreKey, type Internals } from "../src/internal/poolInternals.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
@@ -146,7 +147,12 @@ const makeFacade = (size: number, onDelivery: (delivery: Delivery) => void) =>
     )
     invalidate = (worker) => Effect.runSync(pool.invalidate(worker))
     const internals = (pool as unknown as { readonly [CoreKey]: Internals<CodexWorker> })[CoreKey]
-    return { facade: new CodexPromisePool(internals, scope, live), fakes, internals }
+    const facade = new CodexPromisePool(internals, scope, {
+      statsNow: (stats) => ({ ...stats, ...processStats(live), accounts: {} }),
+      addAccount: () => undefined,
+      removeAccount: internals.removeAccount
+    })
+    return { facade, fakes, internals }
   })
 
 const describeStep = (step: Step): string => {

@@ -144,6 +144,75 @@ describe("CodexWorkerPool.layerConfig", () => {
       expect(liveByMarker(marker)).toEqual([])
     }))
 
+  it.effect("accounts and maxWorkers read from config: each account's worker gets its own key (a Config.Redacted)", () =>
+    Effect.gen(function*() {
+      const layer = CodexWorkerPool.layerConfig({
+        ...fromEnv,
+        env: { CWP_KEY: Config.Redacted("CODEX_KEY") },
+        maxWorkers: Config.Int("CODEX_MAX_WORKERS"),
+        accounts: {
+          acme: {
+            env: { CWP_KEY: Config.Redacted("ACME_KEY") },
+            maxWorkers: Config.Int("ACME_MAX_WORKERS")
+          }
+        }
+      }).pipe(Layer.provide(layerChildProcessSpawner))
+      const provider = ConfigProvider.fromEnv({
+        env: env({
+          CODEX_POOL_SIZE: "2",
+          CODEX_MAX_WORKERS: "1",
+          CODEX_KEY: "key-default",
+          ACME_KEY: "key-acme",
+          ACME_MAX_WORKERS: "1"
+        })
+      })
+      const { exit, scope } = yield* build(layer, provider)
+      const pool = poolOf(exit)
+      const keyOf = (account?: string) =>
+        pool.use(
+          (worker) =>
+            Effect.map(
+              worker.request("cwp/env", { names: ["CWP_KEY"] }),
+              (result) => (result as { env: { CWP_KEY: string | null } }).env.CWP_KEY
+            ),
+          account === undefined ? undefined : { account }
+        )
+      expect(yield* keyOf("acme")).toBe("key-acme")
+      expect(yield* keyOf()).toBe("key-default")
+      const stats = yield* pool.stats
+      expect(stats.accounts["default"]?.maxWorkers).toBe(1)
+      expect(stats.accounts["acme"]?.maxWorkers).toBe(1)
+      expect(liveByMarker(marker)).toHaveLength(2)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* noMarkedProcessLeft()).toBe(true)
+    }))
+
+  it.effect("a bad account read from config fails the layer with ConfigError naming it, never showing a key", () =>
+    Effect.gen(function*() {
+      const withAccounts = (accounts: Config.Wrap<CodexWorkerPool.Options["accounts"]>) =>
+        CodexWorkerPool.layerConfig({ ...fromEnv, accounts }).pipe(Layer.provide(layerChildProcessSpawner))
+      const key = { CWP_KEY: Config.String("ACME_KEY") }
+      const cases: Array<[Layer.Layer<CodexWorkerPool.CodexWorkerPool, Config.ConfigError>, Record<string, string>, RegExp]> = [
+        [
+          withAccounts({ acme: { env: key, maxWorkers: Config.Int("ACME_MAX_WORKERS") } }),
+          { ACME_MAX_WORKERS: "0" },
+          /Expected an integer >= 1 or Infinity\n\s+at \["accounts"\]\["acme"\]\["maxWorkers"\]/
+        ],
+        [withAccounts({ default: { env: key } }), {}, /"default" is the default account's name/],
+        [withAccounts({ "": { env: key } }), {}, /an account name must be a non-empty string/],
+        // The key where the variables should be: named by its path, not shown.
+        [withAccounts({ acme: { env: Config.String("ACME_KEY") as never } }), {}, /at \["accounts"\]\["acme"\]\["env"\]/]
+      ]
+      for (const [layer, more, message] of cases) {
+        const provider = ConfigProvider.fromEnv({ env: env({ CODEX_POOL_SIZE: "1", ACME_KEY: "sk-acme-secret", ...more }) })
+        const { exit } = yield* build(layer, provider)
+        const error = configErrorOf(exit)
+        expect(error.message).toMatch(message)
+        expect(error.message).not.toContain("sk-acme-secret")
+      }
+      expect(liveByMarker(marker)).toEqual([])
+    }))
+
   it.effect("options from code stay a PoolOptionsError defect", () =>
     Effect.gen(function*() {
       const layer = CodexWorkerPool.layer({ poolSize: 0 }).pipe(Layer.provide(layerChildProcessSpawner))

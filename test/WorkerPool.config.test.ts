@@ -1,12 +1,12 @@
 /**
  * `WorkerPool.layerConfig`: the pool's value options read from `Config`s
- * (`acquire` and `onLeaseTimeout` from code). A value that cannot be read or
+ * (`acquire`, `onLeaseTimeout` and `accounts` from code). A value that cannot be read or
  * is not a valid option fails the layer with a `ConfigError` in the error
  * channel, never a defect; options from code (`layer`, `make`) stay a
  * `PoolOptionsError` defect. Pool time runs on the `TestClock`.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, Config, ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolOptionsError } from "../src/errors.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
@@ -104,6 +104,56 @@ describe("WorkerPool.layerConfig", () => {
         // Not readable at all: Config's own errors, naming the key.
         [{ SIZE: "two" }, /at \["SIZE"\]/],
         [{}, /at \["SIZE"\]/]
+      ]
+      for (const [env, message] of cases) {
+        const { exit } = yield* build(layer, ConfigProvider.fromEnv({ env }))
+        expect(configErrorOf(exit).message).toMatch(message)
+      }
+      expect(res.attempts).toBe(0)
+    }))
+
+  it.effect("reads the default account's maxWorkers from config; accounts (each with its acquire) come from code", () =>
+    Effect.gen(function*() {
+      const defaults = makeResources()
+      const acme = makeResources()
+      const layer = WorkerPool.layerConfig(Resources, {
+        acquire: defaults.acquire,
+        accounts: { acme: { acquire: acme.acquire, maxWorkers: 1 } },
+        size: Config.Int("POOL_SIZE"),
+        maxWorkers: Config.Int("POOL_MAX_WORKERS")
+      })
+      const { exit, scope } = yield* build(layer, ConfigProvider.fromEnv({ env: { POOL_SIZE: "3", POOL_MAX_WORKERS: "1" } }))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      const pool = Context.get((exit as Exit.Success<Context.Context<Resources>>).value, Resources)
+      const held = yield* Scope.make()
+      yield* Scope.provide(pool.get, held)
+      yield* Scope.provide(pool.getWith({ account: "acme" }), held)
+      // maxWorkers 1: a second acquire of the default account waits, though size (3) has room.
+      const waiter = yield* Effect.forkChild(Effect.scoped(pool.get))
+      yield* settle
+      expect((yield* pool.stats).accounts).toMatchObject({
+        default: { busy: 1, queued: 1, maxWorkers: 1 },
+        acme: { busy: 1, queued: 0, maxWorkers: 1 }
+      })
+      expect([defaults.created, acme.created]).toEqual([[1], [1]])
+      yield* Scope.close(held, Exit.void)
+      yield* Fiber.join(waiter)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("a maxWorkers read from config that is not valid, or below minIdle, fails the layer with ConfigError", () =>
+    Effect.gen(function*() {
+      const res = makeResources()
+      const layer = WorkerPool.layerConfig(Resources, {
+        acquire: res.acquire,
+        size: Config.succeed(4),
+        minIdle: Config.Int("MIN_IDLE").pipe(Config.withDefault(0)),
+        maxWorkers: Config.Number("MAX_WORKERS")
+      })
+      const cases: Array<[Record<string, string>, RegExp]> = [
+        [{ MAX_WORKERS: "0" }, /Expected an integer >= 1 or Infinity\n\s+at \["maxWorkers"\]/],
+        [{ MAX_WORKERS: "1.5" }, /Expected an integer >= 1 or Infinity\n\s+at \["maxWorkers"\]/],
+        [{ MAX_WORKERS: "1", MIN_IDLE: "2" }, /must be <= maxWorkers \(1\)\n\s+at \["minIdle"\]/]
       ]
       for (const [env, message] of cases) {
         const { exit } = yield* build(layer, ConfigProvider.fromEnv({ env }))

@@ -454,4 +454,24 @@ describe("PoolCore with accounts (random schedules)", () => {
     // thread-0's worker is busy now: preferring it takes what is idle.
     expect(core.take(core.defaultAccount, "thread-0")!.worker.id).toBe(2)
   })
+
+  // Found by the WorkerPool accounts property (affinity): two idle workers had served the same key; the one the
+  // index pointed at was taken for another key, and the index forgot the other one.
+  it("prefer finds the other idle worker that served the key when the indexed one is taken", () => {
+    const { complete, core, enqueue } = makeCore(3)
+    const w = [enqueue("default"), enqueue("default"), enqueue("default")]
+    complete()
+    complete()
+    complete()
+    w[0]!.slot!.key = "thread-0"
+    w[1]!.slot!.key = "thread-0"
+    // Idle, oldest first: worker 1 (thread-0), worker 3 (no key), worker 2 (thread-0, indexed).
+    core.release(w[0]!.slot!)
+    core.release(w[2]!.slot!)
+    core.release(w[1]!.slot!)
+    // Worker 2 goes to another thread.
+    expect(core.take(core.defaultAccount, "thread-1")!.worker.id).toBe(2)
+    // Worker 1 still last served thread-0: it, not the most recent idle worker (3), is handed out.
+    expect(core.take(core.defaultAccount, "thread-0")!.worker.id).toBe(1)
+  })
 })

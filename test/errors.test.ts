@@ -14,6 +14,8 @@ import * as Option from "effect/Option"
 import { Rpc } from "effect/rpc"
 import * as Schema from "effect/Schema"
 import {
+  AccountExistsError,
+  AccountRemovedError,
   AcquireTimeoutError,
   ChannelClosedError,
   CodexWorkerPoolError,
@@ -26,6 +28,7 @@ import {
   RateLimitedError,
   RequestTimeoutError,
   ResponseDecodeError,
+  UnknownAccountError,
   WorkerCrashedError,
   WorkerNotLeasedError,
   WorkerSpawnError,
@@ -93,6 +96,30 @@ const cases: ReadonlyArray<Case> = [
     message: "request() was called on a worker handle whose lease has ended (released, invalidated, or its use() " +
       "returned); the worker may serve another caller now. Nothing was sent: acquire a worker again.",
     fields: { operation: "request" }
+  },
+  {
+    label: "UnknownAccountError",
+    Class: UnknownAccountError,
+    make: () => new UnknownAccountError({ account: "acme" }),
+    message: "The worker pool has no account named \"acme\". Add it (the accounts option or addAccount) before " +
+      "acquiring for it, or check the name.",
+    fields: { account: "acme" }
+  },
+  {
+    label: "AccountRemovedError",
+    Class: AccountRemovedError,
+    make: () => new AccountRemovedError({ account: "acme" }),
+    message: "The account \"acme\" was removed from the worker pool while this acquire waited; its workers are " +
+      "being retired. Add the account again to serve it.",
+    fields: { account: "acme" }
+  },
+  {
+    label: "AccountExistsError",
+    Class: AccountExistsError,
+    make: () => new AccountExistsError({ account: "acme" }),
+    message: "The worker pool already has an account named \"acme\"; nothing was changed. To change its settings, " +
+      "remove it (removeAccount) and add it again.",
+    fields: { account: "acme" }
   },
   {
     label: "PoolOptionsError",
@@ -320,7 +347,7 @@ describe("errors", () => {
   it("the cases cover every member of CodexWorkerPoolError", () => {
     const tags = CodexWorkerPoolError.members.map((member) => (member as unknown as { identifier: string }).identifier)
     expect(new Set(cases.map((c) => c.make()._tag))).toStrictEqual(new Set(tags))
-    expect(tags).toHaveLength(16)
+    expect(tags).toHaveLength(19)
   })
 
   describe.each(cases)("$label", (c) => {
@@ -423,6 +450,9 @@ describe("errors", () => {
       | "AcquireTimeoutError"
       | "QueueFullError"
       | "WorkerNotLeasedError"
+      | "UnknownAccountError"
+      | "AccountRemovedError"
+      | "AccountExistsError"
       | "PoolOptionsError"
       | "JsonRpcError"
       | "RequestTimeoutError"

@@ -15,7 +15,13 @@ import { Cause, Effect, Exit, Fiber, Logger, Queue, References, Scope, Stream } 
 import { TestClock } from "effect/testing"
 import * as CodexWorker from "../src/CodexWorker.ts"
 import * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
-import { ChannelClosedError, JsonRpcError, RequestTimeoutError, WorkerSpawnError } from "../src/errors.ts"
+import {
+  AccountRemovedError,
+  ChannelClosedError,
+  JsonRpcError,
+  RequestTimeoutError,
+  WorkerSpawnError
+} from "../src/errors.ts"
 import * as JsonRpc from "../src/internal/jsonRpc.ts"
 import { layerChildProcessSpawner } from "../src/node.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
@@ -169,16 +175,34 @@ describe("WorkerPool.acquire span", () => {
       yield* settle
       expect(Exit.isFailure(yield* Fiber.join(shutOut))).toBe(true)
 
+      // Its account was removed while it waited.
+      const removing = yield* WorkerPool.make({
+        acquire: makeResources().acquire,
+        size: 2,
+        accounts: { a: { acquire: makeResources().acquire, maxWorkers: 1 } },
+        name: uniqueName("removed")
+      })
+      yield* Scope.provide(removing.getWith({ account: "a" }), yield* Scope.fork(yield* Effect.scope))
+      const removedOut = yield* Effect.forkChild(Effect.exit(removing.use(() => Effect.void, { account: "a" })))
+      yield* settle
+      yield* TestClock.adjust("20 millis")
+      yield* Effect.forkChild(removing.removeAccount("a"))
+      yield* settle
+      const removed = yield* Fiber.join(removedOut)
+      expect(Exit.isFailure(removed) && Cause.squash(removed.cause)).toBeInstanceOf(AccountRemovedError)
+
       const spans = rec.named("WorkerPool.acquire").filter((span) => span.attributes.get("outcome") !== "acquired")
       expect(spans.map(outcome)).toEqual([
         { outcome: "timeout", waitedMs: 50 },
         { outcome: "interrupted", waitedMs: 10 },
         { outcome: "create_failed", waitedMs: 0 },
         { outcome: "queue_full", waitedMs: undefined },
-        { outcome: "shutdown", waitedMs: 0 }
+        { outcome: "shutdown", waitedMs: 0 },
+        { outcome: "account_removed", waitedMs: 20 }
       ])
       // Each ended with the acquire's own exit.
       expect(spans.map((span) => span.status._tag === "Ended" && Exit.isFailure(span.status.exit))).toEqual([
+        true,
         true,
         true,
         true,

@@ -9,9 +9,10 @@ import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
 import type { CodexWorkerPoolOptions } from "../CodexPromisePool.ts"
-import type { Options, Stats } from "../CodexWorkerPool.ts"
-import { LeaseTimeoutError, type WorkerSpawnError } from "../errors.ts"
+import type { AccountOptions, AccountStats, Options, Stats } from "../CodexWorkerPool.ts"
+import { type AccountExistsError, LeaseTimeoutError, UnknownAccountError, type WorkerSpawnError } from "../errors.ts"
 import * as WorkerPool from "../WorkerPool.ts"
+import { DEFAULT_ACCOUNT } from "./core.ts"
 import { type Logging, PoolLoggerSchema } from "./hostLogger.ts"
 import { registerPulled } from "./metrics.ts"
 import {
@@ -19,12 +20,22 @@ import {
   decodeOptions,
   DurationInput,
   durationOfMs,
+  EnvSchema,
   IntAtLeast,
   Millis,
   ProcessOptionsFields,
-  Timeout
+  Timeout,
+  underEnv
 } from "./options.ts"
-import { checkInErrorChannel, CoreKey, type Internals } from "./poolInternals.ts"
+import {
+  accountNamesAllowed,
+  checkAccountName,
+  checkInErrorChannel,
+  CoreKey,
+  type Internals,
+  minIdleWithin,
+  WorkerCap
+} from "./poolInternals.ts"
 import { startWatchdog, type Watchdog } from "./watchdog.ts"
 
 /** How the pool makes one worker in the worker's scope. */
@@ -41,15 +52,19 @@ export const WorkerFactory = Context.Reference<MakeWorker>("codex-worker-pool/in
   defaultValue: () => CodexWorker.make
 })
 
-/** `minIdle` fits within `poolSize`; an issue at `minIdle` otherwise. */
-const minIdleWithinPoolSize = Schema.makeFilter(
-  (o: { readonly poolSize?: number | undefined; readonly minIdle?: number | undefined }) =>
-    (o.minIdle ?? 0) <= (o.poolSize ?? 1) || { path: ["minIdle"], issue: `must be <= poolSize (${o.poolSize ?? 1})` }
-)
+/** What an account changes of the default account's process options, and its cap. */
+const AccountSchema = Schema.Struct({
+  env: Schema.optional(EnvSchema),
+  codexHome: Schema.optional(Schema.String),
+  args: Schema.optional(Schema.Array(Schema.String)),
+  maxWorkers: Schema.optional(WorkerCap)
+})
 
 /** The options of the service (`CodexWorkerPool.Options`). */
 const OptionsSchema = Schema.Struct({
   poolSize: Schema.optional(IntAtLeast(1)),
+  maxWorkers: Schema.optional(WorkerCap),
+  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
   idleTimeout: Schema.optional(Timeout),
   acquireTimeout: Schema.optional(Timeout),
   maxQueue: Schema.optional(CountOrInfinity),
@@ -59,7 +74,7 @@ const OptionsSchema = Schema.Struct({
   name: Schema.optional(Schema.String),
   watchdog: Schema.optional(Schema.Boolean),
   ...ProcessOptionsFields
-}).check(minIdleWithinPoolSize)
+}).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /**
  * The options of the promise facade (`createCodexWorkerPool`): the same, with
@@ -85,7 +100,7 @@ const FacadeOptionsSchema = Schema.Struct({
   processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
   debug: Schema.optional(Schema.Boolean),
   logger: Schema.optional(PoolLoggerSchema)
-}).check(minIdleWithinPoolSize)
+}).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /**
  * The service's options for the facade's: the one place where the facade's
@@ -139,6 +154,8 @@ const settingsOf = (o: Options, logging: Logging) => {
   }
   return {
     process,
+    maxWorkers: o.maxWorkers ?? Infinity,
+    accounts: Object.entries(o.accounts ?? {}).map(([name, account]) => accountSettings(process, name, account)),
     pool: {
       size: o.poolSize ?? 1,
       idleTimeout: o.idleTimeout ?? "5 minutes",
@@ -155,16 +172,46 @@ const settingsOf = (o: Options, logging: Logging) => {
   }
 }
 
+/** How the workers of one account are started, and its cap. */
+export interface AccountSettings {
+  readonly name: string
+  readonly process: CodexWorker.ProcessOptions
+  readonly maxWorkers: number
+}
+
+/** The default account's process options overlaid with an account's (its `env` on top of theirs). */
+const accountSettings = (
+  defaults: CodexWorker.ProcessOptions,
+  name: string,
+  account: Schema.Schema.Type<typeof AccountSchema>
+): AccountSettings => ({
+  name,
+  process: {
+    ...defaults,
+    env: account.env === undefined ? defaults.env : { ...defaults.env, ...account.env },
+    codexHome: account.codexHome ?? defaults.codexHome,
+    args: account.args ?? defaults.args
+  },
+  maxWorkers: account.maxWorkers ?? Infinity
+})
+
+/** Validates the options of an account added at run time, throwing a `PoolOptionsError` naming the bad one. */
+const validateAccount = (defaults: CodexWorker.ProcessOptions, name: string, account: AccountOptions): AccountSettings => {
+  checkAccountName(name)
+  return accountSettings(defaults, name, decodeOptions("addAccount", AccountSchema, account, underEnv))
+}
+
 /** Validates the service's options, throwing a `PoolOptionsError` naming the bad option. */
 export const validate = (options: Options): Settings =>
-  settingsOf(decodeOptions("CodexWorkerPool", OptionsSchema, options), { debug: false, logger: undefined })
+  // `env` values may be API keys: a message never shows them.
+  settingsOf(decodeOptions("CodexWorkerPool", OptionsSchema, options, underEnv), { debug: false, logger: undefined })
 
 /**
  * Validates the options of `createCodexWorkerPool`, throwing a
  * `PoolOptionsError` naming the bad option (by its facade name).
  */
 export const validateFacade = (options: CodexWorkerPoolOptions): Settings => {
-  const o = decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options)
+  const o = decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options, underEnv)
   // The host's own logger object (the decoded copy has lost its `this`).
   return settingsOf(fromFacadeOptions(o), { debug: o.debug ?? false, logger: options.logger })
 }
@@ -207,16 +254,40 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     if (watchdog !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => watchdog.stop()))
     // Set once the pool exists; a worker that closes before that has no lease to end.
     let invalidate: (held: W) => void = () => {}
-    const acquire = Effect.gen(function*() {
-      const worker = yield* makeWorker(settings.process, watchdog)
-      const held = view.wrap(worker)
-      workers.add(worker)
-      yield* Effect.addFinalizer(() => Effect.sync(() => void workers.delete(worker)))
-      worker.onClose(() => invalidate(held))
-      return held
+    /** The live workers of one account, and the removal of its gauges once they are registered. */
+    interface AccountWorkers {
+      readonly workers: Set<CodexWorker.CodexWorker>
+      removeGauges: () => void
+    }
+    const accounts = new Map<string, AccountWorkers>()
+    /** Makes a worker of an account: started with its process options, counted in its set and the pool's. */
+    const acquireFor = (process: CodexWorker.ProcessOptions, mine: AccountWorkers) =>
+      Effect.gen(function*() {
+        const worker = yield* makeWorker(process, watchdog)
+        const held = view.wrap(worker)
+        workers.add(worker)
+        mine.workers.add(worker)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            workers.delete(worker)
+            mine.workers.delete(worker)
+          })
+        )
+        worker.onClose(() => invalidate(held))
+        return held
+      })
+    const newAccount = (): AccountWorkers => ({ workers: new Set(), removeGauges: () => {} })
+    const defaultAccount = newAccount()
+    accounts.set(DEFAULT_ACCOUNT, defaultAccount)
+    const initial = settings.accounts.map((account) => {
+      const mine = newAccount()
+      accounts.set(account.name, mine)
+      return [account.name, { acquire: acquireFor(account.process, mine), maxWorkers: account.maxWorkers }] as const
     })
     const pool = yield* WorkerPool.make<W, WorkerSpawnError, ChildProcessSpawner>({
-      acquire,
+      acquire: acquireFor(settings.process, defaultAccount),
+      maxWorkers: settings.maxWorkers,
+      accounts: Object.fromEntries(initial),
       ...settings.pool,
       onLeaseTimeout: (held, leaseTimeout) => {
         const worker = view.unwrap(held)
@@ -226,13 +297,72 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
       }
     })
     invalidate = (held) => Effect.runSync(pool.invalidate(held))
+    const internals = (pool as WorkerPool.WorkerPool<W, WorkerSpawnError> & { readonly [CoreKey]: Internals<W> })[CoreKey]
+    const context = yield* Effect.context<never>()
+
+    /** Registers the process gauges of an account (attribute `account`). */
+    const registerAccountGauges = (name: string, mine: AccountWorkers) => {
+      mine.removeGauges = registerPulled(context, { ...internals.metricAttributes, account: name }, [
+        {
+          name: "codex_worker_pool_account_processes",
+          description: "Live processes of the account's worker trees",
+          get: () => processStats(mine.workers).processes
+        },
+        {
+          name: "codex_worker_pool_account_resident_bytes",
+          description: "Resident memory of the account's worker trees",
+          get: () => processStats(mine.workers).residentBytes
+        }
+      ])
+    }
+    for (const [name, mine] of accounts) registerAccountGauges(name, mine)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const mine of accounts.values()) mine.removeGauges()
+      })
+    )
+
+    /**
+     * Adds an account (validated: a bad one throws `PoolOptionsError`), or
+     * returns `AccountExistsError`.
+     */
+    const addAccount = (name: string, options: AccountOptions): AccountExistsError | undefined => {
+      const account = validateAccount(settings.process, name, options)
+      const mine = newAccount()
+      const exists = internals.addAccount(name, acquireFor(account.process, mine), account.maxWorkers)
+      if (exists !== undefined) return exists
+      accounts.set(name, mine)
+      registerAccountGauges(name, mine)
+      return undefined
+    }
+
+    /** Removes an account (see `Internals.removeAccount`) and its gauges. */
+    const removeAccount: Internals<W>["removeAccount"] = (name) => {
+      const done = internals.removeAccount(name)
+      if (!(done instanceof UnknownAccountError)) {
+        accounts.get(name)?.removeGauges()
+        accounts.delete(name)
+      }
+      return done
+    }
+
+    /** The pool's counts with processes and resident memory, in all and by account. */
+    const statsNow = (stats: WorkerPool.Stats): Stats => ({
+      ...stats,
+      ...processStats(workers),
+      accounts: Object.fromEntries(
+        Object.entries(stats.accounts).map(([name, counts]): [string, AccountStats] => {
+          const mine = accounts.get(name)
+          return [name, { ...counts, ...processStats(mine === undefined ? new Set() : mine.workers) }]
+        })
+      )
+    })
 
     // The pool's own attributes, `pool_id` included: two Codex pools with the
     // same name keep their process gauges apart too.
     const removeGauges = registerPulled(
-      yield* Effect.context<never>(),
-      (pool as WorkerPool.WorkerPool<W, WorkerSpawnError> & { readonly [CoreKey]: Internals<W> })[CoreKey]
-        .metricAttributes,
+      context,
+      internals.metricAttributes,
       [
         {
           name: "codex_worker_pool_processes",
@@ -248,6 +378,6 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     )
     yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
-    return { pool, workers, stats: Effect.map(pool.stats, (stats): Stats => ({ ...stats, ...processStats(workers) })) }
+    return { pool, workers, stats: Effect.map(pool.stats, statsNow), statsNow, addAccount, removeAccount }
   }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 

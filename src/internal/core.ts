@@ -38,7 +38,9 @@
  * choosing who gets freed capacity compares the oldest waiter of each account
  * (O(accounts)), and finding an account's first waiter no worker is being
  * made for walks at most `size` waiters. Account names are the operator's, so
- * their number is small.
+ * their number is small. Taking an idle worker that was the preferred one
+ * for its key walks the account's idle workers (at most `size`), to find
+ * another that served the same key; workers without a key never do.
  *
  * Limits: workers that are being finalized no longer count toward `size`, so
  * a replacement may start while its predecessor is still shutting down.
@@ -677,7 +679,14 @@ export class PoolCore<W> {
     if (anext === undefined) account.idleTail = aprev
     else anext.aprev = aprev
     slot.aprev = slot.anext = undefined
-    if (slot.key !== undefined && account.byKey.get(slot.key) === slot) account.byKey.delete(slot.key)
+    if (slot.key !== undefined && account.byKey.get(slot.key) === slot) {
+      // Another idle worker may have served the key too (two leases with the
+      // same key): the most recent of them is the one to prefer now.
+      let other = account.idleTail
+      while (other !== undefined && other.key !== slot.key) other = other.aprev
+      if (other === undefined) account.byKey.delete(slot.key)
+      else account.byKey.set(slot.key, other)
+    }
     this.idle--
     account.idle--
   }

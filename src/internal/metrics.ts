@@ -4,7 +4,9 @@
  * nothing on the acquire / release path but a bucket increment per wait.
  *
  * Every series carries the attributes `pool` (the pool's name), `pool_id`
- * (which pool of that name: `<name>#<n>`) and `provider`. Two pools with the
+ * (which pool of that name: `<name>#<n>`) and `provider`; the per-account
+ * series (`worker_pool_account_*`, one set per account while it exists) add
+ * `account`, the account's name. Two pools with the
  * same name (one per tenant, say) thus never share a series, and closing one
  * removes its own series only. `n` is the lowest number not taken by a live
  * pool of that name in the same registry, so it is reused once its pool has
@@ -27,6 +29,18 @@ export const MetricNames = {
   created: "worker_pool_workers_created_total",
   finalized: "worker_pool_workers_finalized_total",
   createFailures: "worker_pool_worker_create_failures_total"
+} as const
+
+/**
+ * Names of the per-account series: the same counts as the pool's, for one
+ * account (attribute `account`, besides the pool's). Registered while the
+ * account exists, so their number is bounded by the operator's accounts.
+ */
+export const AccountMetricNames = {
+  queueLength: "worker_pool_account_queue_length",
+  busy: "worker_pool_account_workers_busy",
+  idle: "worker_pool_account_workers_idle",
+  creating: "worker_pool_account_workers_creating"
 } as const
 
 const waitBoundaries = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000]

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Duration, Option, Schema } from "effect"
+import { Duration, Option, Redacted, Schema } from "effect"
 import { PoolOptionsError } from "../errors.ts"
 
 /** The `Duration` of `u` when it is a `Duration.Input` (a number counts as milliseconds), else `undefined`. */
@@ -87,12 +87,14 @@ export const Function = Schema.declare(
 
 /**
  * Decodes `input` with `schema`, throwing a `PoolOptionsError` that lists each
- * bad option as `name: problem`.
+ * bad option as `name: problem`, followed by the bad value unless `secret`
+ * says the option may hold one (environment variables: API keys).
  */
 export const decodeOptions = <S extends Schema.Top>(
   what: string,
   schema: S,
-  input: unknown
+  input: unknown,
+  secret: (path: ReadonlyArray<PropertyKey>) => boolean = noSecrets
 ): S["Type"] => {
   if (typeof input !== "object" || input === null) {
     throw new PoolOptionsError({ message: `Invalid ${what} options: expected an object, got ${String(input)}.` })
@@ -113,7 +115,7 @@ export const decodeOptions = <S extends Schema.Top>(
   for (const issue of result.issues) {
     const name = issue.path.map(String).join(".") || "(options)"
     const excess = issue.message === "Expected no excess property"
-    const value = excess ? absent : valueAt(input, issue.path)
+    const value = excess || secret(issue.path) ? absent : valueAt(input, issue.path)
     const message = excess ? "unknown option" : value === absent ? issue.message : `${issue.message}, got ${describe(value)}`
     const line = `${name}: ${message}`
     if (!seen.has(line)) {
@@ -125,6 +127,11 @@ export const decodeOptions = <S extends Schema.Top>(
 }
 
 const absent: unique symbol = Symbol("absent")
+
+const noSecrets = () => false
+
+/** True for a path inside an `env` option (at any depth): its values may be secrets. */
+export const underEnv = (path: ReadonlyArray<PropertyKey>): boolean => path.includes("env")
 
 /** The value at `path` in `input`, or `absent` when a key on the way is missing. */
 const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
@@ -201,11 +208,18 @@ const callOptionsChecker = (
   }
 }
 
-/** Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`. */
+const isString = (u: unknown): u is string => typeof u === "string"
+
+/** Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`, `account`, `prefer`. */
 export const checkAcquireOptions = callOptionsChecker(
   "acquire",
-  Schema.Struct({ signal: Schema.optional(AbortSignalSchema), timeoutMs: Schema.optional(Millis) }),
-  { signal: isAbortSignal, timeoutMs: isMillis }
+  Schema.Struct({
+    signal: Schema.optional(AbortSignalSchema),
+    timeoutMs: Schema.optional(Millis),
+    account: Schema.optional(Schema.String),
+    prefer: Schema.optional(Schema.String)
+  }),
+  { signal: isAbortSignal, timeoutMs: isMillis, account: isString, prefer: isString }
 )
 
 /** Checks the options of a Codex handle's `request`: `signal`, `timeoutMs`. */
@@ -215,11 +229,15 @@ export const checkRequestOptions = callOptionsChecker(
   { signal: isAbortSignal, timeoutMs: isMillis }
 )
 
-/** Checks the options of an Effect `getWith` / `use`: `timeout`. */
+/** Checks the options of an Effect `getWith` / `use`: `timeout`, `account`, `prefer`. */
 export const checkEffectAcquireOptions = callOptionsChecker(
   "acquire",
-  Schema.Struct({ timeout: Schema.optional(Timeout) }),
-  { timeout: isTimeout }
+  Schema.Struct({
+    timeout: Schema.optional(Timeout),
+    account: Schema.optional(Schema.String),
+    prefer: Schema.optional(Schema.String)
+  }),
+  { timeout: isTimeout, account: isString, prefer: isString }
 )
 
 /** Milliseconds of a validated duration; `Infinity` stays `Infinity`. */
@@ -245,11 +263,25 @@ export const timeoutMillis = (input: Duration.Input | undefined, fallback: numbe
 export const durationOfMs = (ms: number | undefined): Duration.Duration | undefined =>
   ms === undefined ? undefined : ms === 0 || ms === Infinity ? Duration.infinity : Duration.millis(ms)
 
+/** An environment variable's value: a string, or a `Redacted` one (a secret). */
+const EnvValue = Schema.declare(
+  (u: unknown): u is string | Redacted.Redacted<string> =>
+    typeof u === "string" || (Redacted.isRedacted(u) && typeof Redacted.value(u) === "string"),
+  { expected: "a string or a Redacted string" }
+)
+
+/**
+ * Schema of an `env` option: variables to set (a string or a `Redacted`
+ * string) or remove (`undefined`). Decode it with {@link underEnv} as the
+ * secret-path predicate, so that a message never shows a value.
+ */
+export const EnvSchema = Schema.Record(Schema.String, Schema.UndefinedOr(EnvValue))
+
 /** The fields of `CodexWorker.ProcessOptions`, shared by `CodexWorker.make` and the Codex pool. */
 export const ProcessOptionsFields = {
   command: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
   args: Schema.optional(Schema.Array(Schema.String)),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.UndefinedOr(Schema.String))),
+  env: Schema.optional(EnvSchema),
   cwd: Schema.optional(Schema.String),
   codexHome: Schema.optional(Schema.String),
   spawnTimeout: Schema.optional(Timeout),
@@ -277,7 +309,8 @@ export const processSettings = (options: unknown): {
   readonly graceMs: number
   readonly scanIntervalMs: number
 } => {
-  const o = decodeOptions("CodexWorker", ProcessOptionsSchema, options)
+  // `env` values may be API keys: a message never shows them.
+  const o = decodeOptions("CodexWorker", ProcessOptionsSchema, options, underEnv)
   return {
     spawnTimeoutMs: o.spawnTimeout === undefined ? 30_000 : toMillis(o.spawnTimeout),
     graceMs: o.killGrace === undefined ? 2_000 : toMillis(o.killGrace),

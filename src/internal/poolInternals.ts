@@ -5,9 +5,10 @@
  *
  * @internal
  */
-import { Config, type Context, Effect, Schema } from "effect"
-import type { Options, Stats } from "../WorkerPool.ts"
-import type { PoolCore, Slot } from "./core.ts"
+import { Config, type Context, type Deferred, Effect, Schema } from "effect"
+import { type AccountExistsError, PoolOptionsError, type UnknownAccountError } from "../errors.ts"
+import type { AccountStats, Options, Stats } from "../WorkerPool.ts"
+import { DEFAULT_ACCOUNT, type PoolCore, type Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
 import {
   CountOrInfinity,
@@ -20,9 +21,19 @@ import {
   toMillis
 } from "./options.ts"
 
-/** The options that are plain values (all but the callbacks): what `layerConfig` reads from a `Config`. */
+/** Schema of a cap on an account's workers: an integer >= 1, or `Infinity` (none). */
+export const WorkerCap = Schema.Number.check(
+  Schema.makeFilter((n: number) => n === Infinity || (Number.isInteger(n) && n >= 1) || "Expected an integer >= 1 or Infinity")
+)
+
+/**
+ * The options that are plain values (all but the callbacks and `accounts`,
+ * whose workers `acquire` effects make): what `layerConfig` reads from a
+ * `Config`.
+ */
 export const ValueOptionsFields = {
   size: IntAtLeast(1),
+  maxWorkers: Schema.optional(WorkerCap),
   idleTimeout: Schema.optional(Timeout),
   acquireTimeout: Schema.optional(Timeout),
   maxQueue: Schema.optional(CountOrInfinity),
@@ -33,21 +44,70 @@ export const ValueOptionsFields = {
   provider: Schema.optional(Schema.String)
 }
 
-/** `minIdle` fits within `size`; an issue at `minIdle` otherwise. */
-const minIdleWithinSize = Schema.makeFilter((o: { readonly size: number; readonly minIdle?: number | undefined }) =>
-  o.minIdle === undefined || o.minIdle <= o.size ||
-  { path: ["minIdle"], issue: `must be <= size (${o.size})` }
+/**
+ * `minIdle` fits within `size` (`poolSize` in a Codex pool's options) and the
+ * default account's `maxWorkers`; an issue at `minIdle` otherwise.
+ */
+export const minIdleWithin = (sizeName: "size" | "poolSize") =>
+  Schema.makeFilter((o: {
+    readonly size?: number | undefined
+    readonly poolSize?: number | undefined
+    readonly minIdle?: number | undefined
+    readonly maxWorkers?: number | undefined
+  }) => {
+    const size = o[sizeName] ?? 1
+    if (o.minIdle === undefined) return true
+    if (o.minIdle > size) return { path: ["minIdle"], issue: `must be <= ${sizeName} (${size})` }
+    if (o.maxWorkers !== undefined && o.minIdle > o.maxWorkers) {
+      return { path: ["minIdle"], issue: `must be <= maxWorkers (${o.maxWorkers})` }
+    }
+    return true
+  })
+
+/**
+ * The problem with an account name, or `undefined` when it is fine: a
+ * non-empty string other than the default account's name.
+ */
+export const accountNameProblem = (name: unknown): string | undefined =>
+  typeof name !== "string" || name === ""
+    ? "an account name must be a non-empty string"
+    : name === DEFAULT_ACCOUNT
+    ? `"${DEFAULT_ACCOUNT}" is the default account's name (the top-level options configure it)`
+    : undefined
+
+/**
+ * The names of `accounts` are allowed (see {@link accountNameProblem}); an
+ * issue at `accounts."<name>"` otherwise. The name is quoted in the path (an
+ * empty one must show), which also keeps `decodeOptions` from appending the
+ * account's options as "the bad value": the name is what is wrong.
+ */
+export const accountNamesAllowed = Schema.makeFilter(
+  (o: { readonly accounts?: Readonly<Record<string, unknown>> | undefined }) => {
+    for (const name of Object.keys(o.accounts ?? {})) {
+      const problem = accountNameProblem(name)
+      if (problem !== undefined) return { path: ["accounts", JSON.stringify(name)], issue: problem }
+    }
+    return true
+  }
 )
 
-const OptionsSchema = Schema.Struct({
-  acquire: Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
-    expected: "an Effect"
-  }),
-  onLeaseTimeout: Schema.optional(Function),
-  ...ValueOptionsFields
-}).check(minIdleWithinSize)
+const EffectSchema = Schema.declare((u: unknown): u is Effect.Effect<unknown, unknown, unknown> => Effect.isEffect(u), {
+  expected: "an Effect"
+})
 
-const ValueOptionsSchema = Schema.Struct(ValueOptionsFields).check(minIdleWithinSize)
+const AccountSchema = Schema.Struct({
+  acquire: EffectSchema,
+  maxWorkers: Schema.optional(WorkerCap)
+})
+
+const OptionsSchema = Schema.Struct({
+  acquire: EffectSchema,
+  onLeaseTimeout: Schema.optional(Function),
+  accounts: Schema.optional(Schema.Record(Schema.String, AccountSchema)),
+  ...ValueOptionsFields
+}).check(minIdleWithin("size"), accountNamesAllowed)
+
+const ValueOptionsSchema = Schema.Struct(ValueOptionsFields).check(minIdleWithin("size"))
 
 /**
  * Checks options read from a `Config` (`layerConfig`) by the rules of
@@ -86,6 +146,23 @@ export interface Settings {
   readonly leaseTimeout: number
   readonly name: string
   readonly provider: string
+  /** The default account's cap (`Infinity`: only `size`). */
+  readonly maxWorkers: number
+}
+
+/** Throws a `PoolOptionsError` when the name given to `addAccount` is not allowed. */
+export const checkAccountName = (name: string): void => {
+  const problem = accountNameProblem(name)
+  if (problem !== undefined) {
+    throw new PoolOptionsError({ message: `Invalid addAccount options: name ${JSON.stringify(name)}: ${problem}.` })
+  }
+}
+
+/** Validates an account added at run time (`addAccount`), throwing a `PoolOptionsError` naming the bad option. */
+export const validateAccount = (name: string, account: unknown): { readonly maxWorkers: number } => {
+  checkAccountName(name)
+  const o = decodeOptions("addAccount", AccountSchema, account)
+  return { maxWorkers: o.maxWorkers ?? Infinity }
 }
 
 /** Validates options, throwing a `PoolOptionsError` naming the bad option. */
@@ -100,7 +177,8 @@ export const validate = (options: Options<any, any, any>): Settings => {
     shutdownTimeout: o.shutdownTimeout === undefined ? 30_000 : toMillis(o.shutdownTimeout),
     leaseTimeout: timeoutMillis(o.leaseTimeout, 0),
     name: o.name ?? "worker-pool",
-    provider: o.provider ?? "generic"
+    provider: o.provider ?? "generic",
+    maxWorkers: o.maxWorkers ?? Infinity
   }
 }
 
@@ -120,7 +198,33 @@ export interface Internals<W> {
   readonly logContext: Context.Context<never>
   /** Resolves when `slot` has been finalized. */
   readonly whenFinalized: (slot: Slot<W>) => Promise<void>
+  /**
+   * Adds an account whose workers `acquire` makes (run in the pool's context;
+   * validated by the caller), or returns `AccountExistsError`.
+   */
+  readonly addAccount: (
+    name: string,
+    acquire: Effect.Effect<W, unknown, any>,
+    maxWorkers: number
+  ) => AccountExistsError | undefined
+  /**
+   * Removes an account now (its waiters fail, its workers retire), returning
+   * a deferred done once every worker of it has been finalized; or
+   * `UnknownAccountError`. Throws `PoolOptionsError` for the default account.
+   */
+  readonly removeAccount: (name: string) => Deferred.Deferred<void> | UnknownAccountError
 }
+
+/** The counts of each account of a core, by name. */
+export const accountStatsOf = <W>(core: PoolCore<W>): Record<string, AccountStats> =>
+  Object.fromEntries(Array.from(core.accounts.values(), (account): [string, AccountStats] => [account.name, {
+    workers: account.leased + account.idle,
+    busy: account.leased,
+    idle: account.idle,
+    queued: account.queue.length,
+    creating: account.creating,
+    maxWorkers: Math.min(account.maxWorkers, core.settings.size)
+  }]))
 
 /** The counts of a core. */
 export const statsOf = <W>(core: PoolCore<W>): Stats => ({
@@ -134,6 +238,7 @@ export const statsOf = <W>(core: PoolCore<W>): Stats => ({
   created: core.totals.created,
   finalized: core.totals.finalized,
   createFailures: core.totals.createFailures,
-  closed: core.closed
+  closed: core.closed,
+  accounts: accountStatsOf(core)
 })
 

@@ -351,8 +351,8 @@ const runScheduleWith = (
       return fiber === undefined ? undefined : byFiber.get(fiber)
     }
     const coreTake = core.take
-    core.take = function(this: typeof core) {
-      const slot = coreTake.call(this)
+    core.take = function(this: typeof core, ...args: Parameters<typeof coreTake>) {
+      const slot = coreTake.apply(this, args)
       const rec = currentRec()
       if (slot !== undefined) tookSinceCheck = true
       if (rec !== undefined && rec.core === "pending") {
@@ -362,7 +362,7 @@ const runScheduleWith = (
       return slot
     }
     const coreEnqueue = core.enqueue
-    core.enqueue = function(this: typeof core, waiter: Waiter<Resource>, timeout?: number) {
+    core.enqueue = function(this: typeof core, waiter: Waiter<Resource>, ...rest: Array<any>) {
       const rec = currentRec()
       if (rec !== undefined) {
         rec.core = "queued"
@@ -380,7 +380,7 @@ const runScheduleWith = (
           return fail.call(this, failure)
         }
       }
-      return timeout === undefined ? coreEnqueue.call(this, waiter) : coreEnqueue.call(this, waiter, timeout)
+      return coreEnqueue.call(this, waiter, ...rest)
     }
     /** The acquires neither served nor gone when the core shut down: each must fail with PoolShutdownError. */
     let unservedAtShutdown: ReadonlyArray<Rec> | undefined = undefined
