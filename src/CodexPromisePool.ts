@@ -185,6 +185,14 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
    * unmarked or ends. A handle whose lease has ended is ignored.
    */
   markParked(worker: CodexWorkerHandle, parked: boolean): void
+  /**
+   * Records that the lease of `worker` serves `key` (a thread id it started,
+   * say), for the affinity hint: once the worker is idle, an acquire with
+   * `prefer: key` gets it. The key an acquire was made with (`prefer`) is
+   * recorded already; this is for a key learned during the lease. A handle
+   * whose lease has ended is ignored.
+   */
+  setAffinity(worker: CodexWorkerHandle, key: string): void
 }
 
 /**
@@ -451,6 +459,10 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, Cod
     const handle = worker as LeaseHandle
     if (parked && LeaseHandle.isLive(handle)) this.#parked.add(handle)
     else this.#parked.delete(handle)
+  }
+  setAffinity(worker: CodexWorkerHandle, key: string): void {
+    const slot = LeaseHandle.slotIn(this, worker)
+    if (slot !== undefined && LeaseHandle.isLive(worker as LeaseHandle)) slot.key = key
   }
   /** Leases marked parked that have not ended. */
   parkedCount(): number {

@@ -86,7 +86,7 @@ describe("providerOptions.codex", () => {
     expect(sandboxPolicyOf("danger-full-access")).toEqual({ type: "dangerFullAccess" })
   })
 
-  it("become lease options: account and workspace, only when set", () => {
+  it("become lease options: account and workspace only when set, and the continued thread as prefer", () => {
     const signal = new AbortController().signal
     expect(acquireOptions(signal, {})).toEqual({ signal })
     expect(acquireOptions(signal, { account: "a", workspace: "w", threadId: "t" })).toEqual({
@@ -94,6 +94,7 @@ describe("providerOptions.codex", () => {
       account: "a",
       workspace: "w"
     })
+    expect(acquireOptions(signal, { threadId: "t" }, "t")).toEqual({ signal, prefer: "t" })
   })
 })
 

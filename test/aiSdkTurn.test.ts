@@ -286,8 +286,8 @@ describe("AI SDK model over replayed codex streams: settings", () => {
     const { model, log } = setup(messages)
     await generateText({ model, prompt: "again", providerOptions: { codex: { threadId } } })
     expect(log.requests[0]).toMatchObject({ method: "thread/resume", params: { threadId } })
-    // The pool's acquire takes no affinity hint yet (it refuses unknown options).
-    expect(log.acquires[0]).not.toHaveProperty("prefer")
+    // The continued thread is the affinity hint: an idle worker that has it loaded is preferred.
+    expect(log.acquires[0]).toMatchObject({ prefer: threadId })
     expect(turnStart(log).input).toEqual([{ type: "text", text: "again", text_elements: [] }])
   })
 

@@ -257,7 +257,7 @@ export class CodexLanguageModel implements LanguageModelV3 {
       tools,
       warnings: [...step.warnings, ...plan.warnings]
     }
-    const worker = await settings.pool.acquire(acquireOptions(options.abortSignal, merged))
+    const worker = await settings.pool.acquire(acquireOptions(options.abortSignal, merged, resumeId))
     const turn = new Turn(worker, settings, request)
     return {
       stream: turn.stream,

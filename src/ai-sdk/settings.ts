@@ -214,9 +214,8 @@ export interface CodexAcquireOptions {
   /** The workspace a worker should serve. */
   readonly workspace?: string | undefined
   /**
-   * An affinity hint: the thread this call continues, so a worker that has it
-   * loaded is preferred. Not sent yet: the pool's `acquire` refuses keys it
-   * does not know, and it does not take `prefer` today.
+   * An affinity hint: the thread this call continues, so that an idle worker
+   * that has it loaded is preferred (it never makes the call wait).
    */
   readonly prefer?: string | undefined
 }
@@ -224,10 +223,16 @@ export interface CodexAcquireOptions {
 /**
  * The lease options of a call: `account` and `workspace` only when set (a
  * pool that does not take them refuses the call with a `PoolOptionsError`
- * naming the option, rather than ignoring them).
+ * naming the option, rather than ignoring them), and `prefer`, the thread the
+ * call continues, when there is one.
  */
-export const acquireOptions = (signal: AbortSignal | undefined, settings: CodexCallOptions): CodexAcquireOptions => ({
+export const acquireOptions = (
+  signal: AbortSignal | undefined,
+  settings: CodexCallOptions,
+  threadId?: string | undefined
+): CodexAcquireOptions => ({
   signal,
+  ...(threadId === undefined ? {} : { prefer: threadId }),
   ...(settings.account === undefined ? {} : { account: settings.account }),
   ...(settings.workspace === undefined ? {} : { workspace: settings.workspace })
 })

@@ -98,7 +98,9 @@ export const ANNOUNCED_CALL_GRACE_MS = 1_000
 /**
  * What the model needs of a pool: `createCodexWorkerPool`'s facade.
  * `markParked` (optional) lets the pool count the leases that wait between
- * two steps (`stats().parked`).
+ * two steps (`stats().parked`); `setAffinity` (optional) tells it which
+ * thread the lease serves, so that the conversation's next call (`prefer`)
+ * gets this worker when it is idle.
  *
  * @since 0.1.0
  * @category models
@@ -108,6 +110,7 @@ export interface CodexPoolLike {
   release(worker: CodexWorkerHandle): void
   invalidate(worker: CodexWorkerHandle): Promise<void>
   markParked?(worker: CodexWorkerHandle, parked: boolean): void
+  setAffinity?(worker: CodexWorkerHandle, key: string): void
 }
 
 /**
@@ -387,6 +390,11 @@ export class Turn implements Parked {
         tools = loaded.get(continued) ?? { clientTools: names, rawEvents: false }
       }
       loaded.set(this.#threadId, tools)
+      try {
+        this.#settings.pool.setAffinity?.(this.#worker, this.#threadId)
+      } catch {
+        // An affinity hint is never worth failing a turn for.
+      }
       this.#useTools(tools, names)
       if (this.#aborting) return this.#release() // no turn was started
       // A thread that could not be continued gets the whole conversation.
