@@ -277,7 +277,7 @@ export interface CodexWorker {
   readonly terminate: (error: WorkerCrashedError | LeaseTimeoutError | ChannelClosedError) => Effect.Effect<void>
 }
 
-const VERSION = "0.1.0"
+const VERSION = "0.2.0"
 
 const liveClock = Clock.Clock.defaultValue()
 

@@ -418,7 +418,7 @@ export const make = (
 
     const spawnTimeoutMs = Duration.toMillis(options.spawnTimeout ?? 30_000)
     const initializeResult = yield* channel.request("initialize", {
-      clientInfo: options.clientInfo ?? { name: "codex-worker-pool", version: "0.1.0" },
+      clientInfo: options.clientInfo ?? { name: "codex-worker-pool", version: "0.2.0" },
       capabilities: options.capabilities ?? null
     }).pipe(
       Effect.timeoutOrElse({

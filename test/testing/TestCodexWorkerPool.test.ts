@@ -69,7 +69,7 @@ describe("test pool over scripted fake workers (Effect)", () => {
           kind: "request",
           id: 1,
           method: "initialize",
-          params: { clientInfo: { name: "codex-worker-pool", version: "0.1.0" }, capabilities: { experimentalApi: true } }
+          params: { clientInfo: { name: "codex-worker-pool", version: "0.2.0" }, capabilities: { experimentalApi: true } }
         },
         { kind: "notification", method: "initialized", params: undefined },
         { kind: "request", id: 2, method: "thread/start", params: { ephemeral: true } }
