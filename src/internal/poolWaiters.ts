@@ -195,23 +195,30 @@ export const makeWaiting = <W, E>(
   room: WaitingRoom,
   acquireSpan: Tracer.SpanOptions
 ): Waiting<W, E> => {
+  type Restore = <A1, E1, R1>(effect: Effect.Effect<A1, E1, R1>) => Effect.Effect<A1, E1, R1>
+
   /**
    * Waits in the queue (after `core.take()` found nothing), in the caller's
    * fiber: `wait` queues `waiter` and returns what the fiber runs until it
    * is served, and `wait` is run under a `WorkerPool.acquire` span when the
-   * fiber has a tracer. Only the waiting path pays for any of this.
+   * fiber has a tracer. Only the waiting path pays for any of this. `wait` is
+   * one function per pool, given its arguments here, so an untraced wait
+   * builds no closure for it.
    */
-  const queued = <A, E1, R1>(
-    waiter: FiberWaiter<W, any, any>,
-    wait: () => Effect.Effect<A, E1, R1>
+  const queued = <Wt extends FiberWaiter<W, any, any>, A, E1, R1>(
+    waiter: Wt,
+    restore: Restore,
+    timeout: number,
+    account: Account<W>,
+    wait: (waiter: Wt, restore: Restore, timeout: number, account: Account<W>) => Effect.Effect<A, E1, R1>
   ): Effect.Effect<A, E1, R1> => {
     const fiber = Fiber.getCurrent()!
     waiter.debug = !LogLevel.isGreaterThan(fiber.cache.minimumLogLevel, "Debug")
-    if (!isTraced(fiber)) return wait()
+    if (!isTraced(fiber)) return wait(waiter, restore, timeout, account)
     return Effect.useSpan("WorkerPool.acquire", acquireSpan, (span) => {
       waiter.span = span
       waiter.spanTiming = fiber.getRef(References.TracerTimingEnabled)
-      return wait()
+      return wait(waiter, restore, timeout, account)
     })
   }
 
@@ -227,32 +234,54 @@ export const makeWaiting = <W, E>(
       : wait
   }
 
+  /** `get`'s wait: until the waiter has a worker, for the caller to lease in its scope. */
+  const waitGet = (
+    waiter: FiberWaiter<W, Slot<W>, E | PoolError>,
+    restore: Restore,
+    timeout: number,
+    account: Account<W>
+  ): Effect.Effect<Slot<W>, E | PoolError> =>
+    Effect.onInterrupt(
+      restore(enqueue(waiter, timeout, account)),
+      // Interrupted while waiting: leave the queue. Interrupted just as a
+      // worker arrived: pass that worker on to the next waiter.
+      () =>
+        Effect.sync(() => {
+          if (core.cancel(waiter)) waiter.interrupted()
+          else if (waiter.slot !== undefined) core.release(waiter.slot)
+        })
+    )
+
+  /**
+   * `use`'s wait and lease: one exit handler covers every way out: `f` ended
+   * (release), interrupted while queued (leave the queue), or interrupted
+   * just as a worker arrived (pass it on to the next waiter).
+   */
+  const waitUse = (
+    waiter: FiberWaiter<W, any, any>,
+    restore: Restore,
+    timeout: number,
+    account: Account<W>
+  ): Effect.Effect<any, any, any> =>
+    Effect.onExit(restore(enqueue(waiter, timeout, account)), () => {
+      if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
+      else if (core.cancel(waiter)) waiter.interrupted()
+      return Effect.void
+    })
+
   const waitForSlot: Waiting<W, E>["waitForSlot"] = (restore, timeout, account, key) => {
     const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
     waiter.key = key
-    return queued(waiter, () =>
-      Effect.onInterrupt(
-        restore(enqueue(waiter, timeout, account)),
-        // Interrupted while waiting: leave the queue. Interrupted just as a
-        // worker arrived: pass that worker on to the next waiter.
-        () =>
-          Effect.sync(() => {
-            if (core.cancel(waiter)) waiter.interrupted()
-            else if (waiter.slot !== undefined) core.release(waiter.slot)
-          })
-      ))
+    return queued(waiter, restore, timeout, account, waitGet)
   }
 
   const useQueued = <A, E2, R2>(
-    restore: <A1, E1, R1>(effect: Effect.Effect<A1, E1, R1>) => Effect.Effect<A1, E1, R1>,
+    restore: Restore,
     f: (worker: W) => Effect.Effect<A, E2, R2>,
     timeout: number,
     account: Account<W>,
     key: string | undefined
   ): Effect.Effect<A, E | E2 | PoolError, R2> => {
-    // One exit handler covers every way out: `f` ended (release), interrupted
-    // while queued (leave the queue), or interrupted just as a worker arrived
-    // (pass it on to the next waiter).
     // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
     const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, (slot) => {
       try {
@@ -262,15 +291,7 @@ export const makeWaiting = <W, E>(
       }
     })
     waiter.key = key
-    return queued(waiter, () =>
-      Effect.onExit(
-        restore(enqueue(waiter, timeout, account) as Effect.Effect<A, E | E2 | PoolError, R2>),
-        () => {
-          if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
-          else if (core.cancel(waiter)) waiter.interrupted()
-          return Effect.void
-        }
-      ))
+    return queued(waiter, restore, timeout, account, waitUse)
   }
 
   return { waitForSlot, useQueued }
