@@ -40,8 +40,9 @@ export interface WaitingRoom {
 
 /**
  * A waiter that is a fiber suspended in `Effect.callback`. It resumes the
- * fiber straight into what comes next (`continueWith(slot)`: the caller's own effect,
- * for `use`), so a hand-off builds no continuation of its own.
+ * fiber straight into what comes next (for `use`, the caller's own effect
+ * `use(worker)`; for `get`, the slot), so a hand-off builds no continuation of
+ * its own.
  *
  * Its fiber logs its own queueing and hand-off (so the caller's logger, level,
  * annotations and span apply), and owns its `WorkerPool.acquire` span; the
@@ -52,7 +53,8 @@ export class FiberWaiter<W, A, E> extends Waiter<W> {
   /** What the fiber resumes with when the waiter settled before the fiber suspended. */
   settledWith: Effect.Effect<A, E> | undefined = undefined
   readonly room: WaitingRoom
-  readonly continueWith: (slot: Slot<W>) => Effect.Effect<A, E>
+  /** `use`'s function of the worker, or `undefined` for `get` (then `A` is the `Slot`). */
+  readonly use: ((worker: W) => Effect.Effect<A, E, any>) | undefined
   slot: Slot<W> | undefined = undefined
   /** The lease the worker was handed over under. */
   lease = 0
@@ -65,10 +67,10 @@ export class FiberWaiter<W, A, E> extends Waiter<W> {
   span: Tracer.Span | undefined = undefined
   /** Whether span times are recorded (`References.TracerTimingEnabled`). */
   spanTiming = true
-  constructor(room: WaitingRoom, continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
+  constructor(room: WaitingRoom, use: ((worker: W) => Effect.Effect<A, E, any>) | undefined) {
     super()
     this.room = room
-    this.continueWith = continueWith
+    this.use = use
   }
   /** Driver hook: it joined the queue, `queued` long. */
   joined(queued: number): void {
@@ -78,7 +80,7 @@ export class FiberWaiter<W, A, E> extends Waiter<W> {
   succeed(slot: Slot<W>, waitedMs: number): void {
     this.slot = slot
     this.lease = slot.lease
-    let next = this.continueWith(slot)
+    let next = this.use === undefined ? Effect.succeed(slot as A) : useWorker(this.use, slot.worker)
     const span = this.span
     if (span !== undefined) {
       // The span covers the wait only, not what the caller does with the
@@ -161,7 +163,14 @@ const awaitWaiter = <W, A, E>(waiter: FiberWaiter<W, A, E>): Effect.Effect<A, E>
     else waiter.resume = resume
   })
 
-const succeedWith = <A>(a: A) => Effect.succeed(a)
+/** What `use`'s fiber resumes with: `f` only builds that effect, and a throw becomes the fiber's defect. */
+const useWorker = <W, A, E>(f: (worker: W) => Effect.Effect<A, E, any>, worker: W): Effect.Effect<A, E> => {
+  try {
+    return f(worker) as Effect.Effect<A, E>
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+}
 
 
 /** The waiting path of one pool's `get` and `use`. */
@@ -270,7 +279,7 @@ export const makeWaiting = <W, E>(
     })
 
   const waitForSlot: Waiting<W, E>["waitForSlot"] = (restore, timeout, account, key) => {
-    const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
+    const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, undefined)
     waiter.key = key
     return queued(waiter, restore, timeout, account, waitGet)
   }
@@ -282,14 +291,7 @@ export const makeWaiting = <W, E>(
     account: Account<W>,
     key: string | undefined
   ): Effect.Effect<A, E | E2 | PoolError, R2> => {
-    // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
-    const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, (slot) => {
-      try {
-        return f(slot.worker) as Effect.Effect<A, E | E2 | PoolError>
-      } catch (defect) {
-        return Effect.die(defect)
-      }
-    })
+    const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, f as (worker: W) => Effect.Effect<A, E2, any>)
     waiter.key = key
     return queued(waiter, restore, timeout, account, waitUse)
   }
