@@ -67,6 +67,7 @@ import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
 import { makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
+import type { CodexWorkerPoolOptions } from "./internal/codexPoolTypes.ts"
 import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
@@ -75,6 +76,8 @@ import { checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
 import { type AcquireOptions, type PoolLogger, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
+
+export type { CodexWorkerPoolOptions } from "./internal/codexPoolTypes.ts"
 
 /**
  * How a worker's process ended, as `onClose` reports it.
@@ -193,55 +196,6 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
    * whose lease has ended is ignored.
    */
   setAffinity(worker: CodexWorkerHandle, key: string): void
-}
-
-/**
- * Options of `createCodexWorkerPool`: those of `CodexWorkerPool`, with times
- * as numbers of milliseconds under `...Ms` names (where 0 means no limit), and
- * how the pool logs. Bad options throw a `PoolOptionsError` naming the option.
- *
- * @since 0.1.0
- * @category models
- */
-export interface CodexWorkerPoolOptions extends
-  Omit<
-    CodexWorkerPool.Options,
-    | "idleTimeout"
-    | "acquireTimeout"
-    | "leaseTimeout"
-    | "shutdownTimeout"
-    | "spawnTimeout"
-    | "killGrace"
-    | "processScanInterval"
-  >
-{
-  /** Idle time before a worker is retired. Default 300000 (5 minutes); 0 disables. */
-  readonly idleTimeoutMs?: number | undefined
-  /** Longest wait in the queue before `AcquireTimeoutError`. Default: no limit (0). */
-  readonly acquireTimeoutMs?: number | undefined
-  /** Longest lease; then the worker's tree is killed (`LeaseTimeoutError`). Default 300000; 0 disables. */
-  readonly leaseTimeoutMs?: number | undefined
-  /** How long shutdown waits for leased workers before killing them anyway. Default 30000; 0 waits for ever. */
-  readonly shutdownTimeoutMs?: number | undefined
-  /** Longest time from spawn to the answer to `initialize`. Default 30000; must be > 0. */
-  readonly spawnTimeoutMs?: number | undefined
-  /** Grace between SIGTERM and SIGKILL when a worker's tree is killed. Default 2000; 0: SIGKILL at once. */
-  readonly killGraceMs?: number | undefined
-  /** How often the worker's descendants are looked up in `/proc`. Default 1000; must be > 0. */
-  readonly processScanIntervalMs?: number | undefined
-  /**
-   * Log at debug level too: queueing and hand-offs (`queued`, `waitedMs`),
-   * every line codex writes to stderr (`pid`), JSON-RPC details. Default
-   * false: debug lines are not even produced.
-   */
-  readonly debug?: boolean | undefined
-  /**
-   * Where every line the pool writes goes: the above with `debug`, and
-   * always warnings (lease timeouts, JSON-RPC lines that are not JSON,
-   * listeners that threw, kill failures...). Default: Effect's default logger
-   * (the console).
-   */
-  readonly logger?: PoolLogger | undefined
 }
 
 /** The options of `CodexWorkerHandle.request`. */

@@ -50,122 +50,16 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Deferred, type Duration, Effect, Layer } from "effect"
-import type * as Redacted from "effect/Redacted"
+import { Config, Context, Deferred, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import type * as CodexWorker from "./CodexWorker.ts"
 import { type AccountExistsError, UnknownAccountError, type WorkerSpawnError } from "./errors.ts"
 import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
+import type { AccountOptions, Options, Stats } from "./internal/codexPoolTypes.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
 
-/**
- * Options of a Codex worker pool. Times are `Duration.Input`s; a limit of
- * time must be > 0, `Duration.infinity` meaning no limit. Bad options are a
- * defect (`PoolOptionsError` naming the option), or a `ConfigError` when read
- * by `layerConfig`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Options extends CodexWorker.ProcessOptions {
-  /** Most workers (codex processes) at once. Default 1. */
-  readonly poolSize?: number | undefined
-  /** Idle time before a worker is retired. Default 5 minutes; `Duration.infinity`: never. */
-  readonly idleTimeout?: Duration.Input | undefined
-  /** Longest wait in the queue before `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. */
-  readonly acquireTimeout?: Duration.Input | undefined
-  /** Most queued acquires; one more fails at once with `QueueFullError`. Default: unbounded. */
-  readonly maxQueue?: number | undefined
-  /** Workers kept warm (spawned and initialized ahead of demand). Default 0. */
-  readonly minIdle?: number | undefined
-  /**
-   * Longest lease; then the worker's tree is killed (`LeaseTimeoutError`).
-   * Default 5 minutes; `Duration.infinity`: no limit.
-   */
-  readonly leaseTimeout?: Duration.Input | undefined
-  /**
-   * How long shutdown waits for leased workers before killing them anyway.
-   * Default 30 seconds; `Duration.infinity`: wait for ever; zero: kill them at once.
-   */
-  readonly shutdownTimeout?: Duration.Input | undefined
-  /** The `pool` attribute of the metrics. Default "codex". */
-  readonly name?: string | undefined
-  /** Start a watchdog process that kills every worker tree if the host is SIGKILLed (Linux). Default false. */
-  readonly watchdog?: boolean | undefined
-  /** Most workers of the default account at once. An integer >= 1; default: only `poolSize` limits it. */
-  readonly maxWorkers?: number | undefined
-  /**
-   * More accounts, by name (any non-empty string but "default"): each
-   * starts its workers with the top-level options overlaid with its own.
-   * `poolSize` bounds the processes of all accounts together.
-   */
-  readonly accounts?: Readonly<Record<string, AccountOptions>> | undefined
-}
-
-/**
- * An account of a Codex pool: how its workers differ from the default
- * account's (the top-level options), and its cap.
- *
- * @example
- * ```ts
- * import { Redacted } from "effect"
- *
- * const accounts = {
- *   acme: {
- *     env: { OPENAI_API_KEY: Redacted.make(process.env.ACME_OPENAI_API_KEY ?? "") },
- *     codexHome: "/var/lib/app/codex/acme",
- *     maxWorkers: 2
- *   }
- * }
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export interface AccountOptions {
-  /**
-   * Environment variables set on top of the top-level `env` (`undefined`
-   * removes one), e.g. the account's API key: `OPENAI_API_KEY`,
-   * `CODEX_API_KEY`, or the `env_key` of the configured model provider.
-   * Pass secrets as `Redacted` values.
-   */
-  readonly env?: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>> | undefined
-  /** Its own `CODEX_HOME` (config, `auth.json`, threads). Default: the top-level `codexHome`. */
-  readonly codexHome?: string | undefined
-  /** Its own arguments. Default: the top-level `args`. */
-  readonly args?: ReadonlyArray<string> | undefined
-  /** Most workers of this account at once. An integer >= 1; default: only `poolSize` limits it. */
-  readonly maxWorkers?: number | undefined
-}
-
-/**
- * The counts of a Codex pool.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Stats extends WorkerPool.Stats {
-  /** Live processes in all worker trees (codex and everything it started). */
-  readonly processes: number
-  /** Resident memory of those processes, in bytes. */
-  readonly residentBytes: number
-  /** The counts of each account, by name ("default" included). */
-  readonly accounts: Readonly<Record<string, AccountStats>>
-}
-
-/**
- * The counts of one account of a Codex pool.
- *
- * @since 0.1.0
- * @category models
- */
-export interface AccountStats extends WorkerPool.AccountStats {
-  /** Live processes in the account's worker trees. */
-  readonly processes: number
-  /** Resident memory of those processes, in bytes. */
-  readonly residentBytes: number
-}
+export type { AccountOptions, AccountStats, Options, Stats } from "./internal/codexPoolTypes.ts"
 
 /**
  * The service: a queued pool of Codex workers.

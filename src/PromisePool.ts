@@ -62,7 +62,7 @@ import {
 } from "./errors.ts"
 import type { Account, PoolCore, Slot, WaiterFailure } from "./internal/core.ts"
 import { DEFAULT_ACCOUNT, Waiter } from "./internal/core.ts"
-import { PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
+import { type PoolLogger, PoolLoggerSchema, withLogging } from "./internal/hostLogger.ts"
 import {
   checkAcquireOptions,
   CountOrInfinity,
@@ -82,6 +82,8 @@ import {
   WorkerCap
 } from "./internal/poolInternals.ts"
 import * as WorkerPool from "./WorkerPool.ts"
+
+export type { PoolLogger } from "./internal/hostLogger.ts"
 
 /**
  * Options of {@link createWorkerPool}. Times are in milliseconds.
@@ -154,24 +156,6 @@ export interface WorkerPoolAccountOptions<W> {
   readonly create?: ((signal: AbortSignal, account: string) => Promise<W>) | undefined
   /** Most workers of this account at once. An integer >= 1; default: only `poolSize` limits it. */
   readonly maxWorkers?: number | undefined
-}
-
-/**
- * A host's logger, to route the pool's log lines to. Each method gets the
- * line's message and its structured fields: `pool` and `pool_id` (the pool's
- * name and its metrics id), the line's own values (`queued`, `waitedMs`),
- * `pid` for a Codex worker's lines, `error` and `cause` (pretty-printed) for
- * failures. `console` fits, and so do most logging libraries. A method that
- * throws loses that line, never breaks the pool.
- *
- * @since 0.1.0
- * @category models
- */
-export interface PoolLogger {
-  debug(message: string, fields: Readonly<Record<string, unknown>>): void
-  info(message: string, fields: Readonly<Record<string, unknown>>): void
-  warn(message: string, fields: Readonly<Record<string, unknown>>): void
-  error(message: string, fields: Readonly<Record<string, unknown>>): void
 }
 
 /**

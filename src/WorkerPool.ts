@@ -96,35 +96,13 @@
  *
  * @since 0.1.0
  */
-import {
-  Cause,
-  Clock,
-  Config,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  FiberSet,
-  Layer,
-  LogLevel,
-  References,
-  Scope,
-  type Tracer
-} from "effect"
-import {
-  AccountExistsError,
-  AccountRemovedError,
-  type AcquireTimeoutError,
-  PoolOptionsError,
-  type PoolShutdownError,
-  type QueueFullError,
-  UnknownAccountError
-} from "./errors.ts"
-import { type Account, CreateOp, type Driver, PoolCore, type Slot, Waiter, type WaiterFailure } from "./internal/core.ts"
-import { AccountMetricNames, MetricNames, registerPoolMetrics, registerPulled } from "./internal/metrics.ts"
-import { checkEffectAcquireOptions, timeoutMillis } from "./internal/options.ts"
+import { Clock, Config, Context, Deferred, Duration, Effect, FiberSet, Layer, LogLevel, References, Scope } from "effect"
+import { type AccountExistsError, UnknownAccountError } from "./errors.ts"
+import { PoolCore } from "./internal/core.ts"
+import { MetricNames, registerPoolMetrics } from "./internal/metrics.ts"
+import { PoolAccounts } from "./internal/poolAccounts.ts"
+import { makeDriver } from "./internal/poolDriver.ts"
+import { makeLeases } from "./internal/poolLeases.ts"
 import {
   checkConfigOptions,
   CoreKey,
@@ -133,178 +111,18 @@ import {
   validate,
   validateAccount
 } from "./internal/poolInternals.ts"
-import { isTraced, noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
+import type { AccountOptions, AcquireOptions, Options, PoolError, Stats } from "./internal/poolTypes.ts"
+import { makeWaiting, type WaitingRoom } from "./internal/poolWaiters.ts"
+import { noStackTrace, withoutParentSpan } from "./internal/tracing.ts"
 
-/**
- * The pool's own ways for an acquire to fail: shutdown, timeout, a full
- * queue, and for an acquire naming an account, an unknown account or its
- * removal while waiting.
- *
- * @since 0.1.0
- * @category errors
- */
-export type PoolError =
-  | PoolShutdownError
-  | AcquireTimeoutError
-  | QueueFullError
-  | UnknownAccountError
-  | AccountRemovedError
-
-/**
- * An account: a group of workers made alike (for a Codex pool, with one API
- * key), served only to callers that name it.
- *
- * @since 0.1.0
- * @category models
- */
-export interface AccountOptions<W, E, R> {
-  /** Makes one worker of this account, in the worker's own scope (like the pool's `acquire`). */
-  readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
-  /** Most workers of this account at once (idle, leased or being created). Default: only `size` limits it. */
-  readonly maxWorkers?: number | undefined
-}
-
-/**
- * Options of {@link make}.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Options<W, E, R> {
-  /** Makes one worker. It runs in the worker's own scope: its finalizers run when the worker is finalized. */
-  readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
-  /** Most workers alive (idle, leased or being created) at once. An integer >= 1. */
-  readonly size: number
-  /**
-   * How long a worker may stay idle before it is finalized. Default 5 minutes;
-   * `Duration.infinity`: never. Must be > 0.
-   */
-  readonly idleTimeout?: Duration.Input | undefined
-  /**
-   * How long an acquire may wait in the queue before failing with
-   * `AcquireTimeoutError`. Default (or `Duration.infinity`): no limit. Must be > 0.
-   */
-  readonly acquireTimeout?: Duration.Input | undefined
-  /** Most waiters queued at once; one more fails at once with `QueueFullError`. Default: unbounded. */
-  readonly maxQueue?: number | undefined
-  /** Idle workers kept warm (made ahead of demand, never retired), within `size`. Default 0. */
-  readonly minIdle?: number | undefined
-  /**
-   * How long shutdown waits for leased workers to come back before finalizing
-   * them anyway. Default 30 seconds; `Duration.infinity`: wait for ever; zero:
-   * finalize them at once.
-   */
-  readonly shutdownTimeout?: Duration.Input | undefined
-  /**
-   * Longest a lease may be held. When it runs out the worker is taken out of
-   * service (finalized when the lease ends) and `onLeaseTimeout` runs.
-   * Default (or `Duration.infinity`): no limit. Must be > 0.
-   */
-  readonly leaseTimeout?: Duration.Input | undefined
-  /** Runs when a lease outlives `leaseTimeout` (its second argument), e.g. to kill a stuck worker's processes. */
-  readonly onLeaseTimeout?: ((worker: W, leaseTimeout: Duration.Duration) => Effect.Effect<void>) | undefined
-  /**
-   * Names the pool in metrics (`pool` attribute) and logs. Default
-   * "worker-pool". Pools may share a name: each one's series also carry a
-   * `pool_id` of its own (`<name>#<n>`, `n` the lowest number not used by a
-   * live pool of that name), so they never mix.
-   */
-  readonly name?: string | undefined
-  /** The `provider` attribute of the metrics. Default "generic". */
-  readonly provider?: string | undefined
-  /**
-   * Most workers of the default account (the one `acquire` makes) at once.
-   * An integer >= 1; default: only `size` limits it.
-   */
-  readonly maxWorkers?: number | undefined
-  /**
-   * More accounts, by name (any non-empty string but "default", the
-   * default account's): each makes its workers with its own `acquire` and
-   * may have its own cap. `size` bounds the workers of all accounts together.
-   */
-  readonly accounts?: Readonly<Record<string, AccountOptions<W, E, R>>> | undefined
-}
-
-/**
- * Options of a single acquire. Bad ones (a `timeout` that is not a duration
- * > 0, an `account` or `prefer` that is not a string, an unknown option) are
- * a defect: a `PoolOptionsError` naming them, raised before anything is
- * queued or leased.
- *
- * @since 0.1.0
- * @category models
- */
-export interface AcquireOptions {
-  /** Overrides the pool's `acquireTimeout` for this acquire; `Duration.infinity` waits without limit. */
-  readonly timeout?: Duration.Input | undefined
-  /**
-   * The account to get a worker of. Default: the default account ("default").
-   * One the pool does not have fails at once with `UnknownAccountError`.
-   */
-  readonly account?: string | undefined
-  /**
-   * An affinity key (a thread id, say): when an idle worker of the account
-   * last served a lease with this key, that worker is the one handed out.
-   * Otherwise the acquire is served as usual; it never waits for a busy
-   * worker and never goes ahead of a waiter. The worker remembers the key of
-   * its latest lease only.
-   */
-  readonly prefer?: string | undefined
-}
-
-/**
- * A snapshot of the pool's counts.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Stats {
-  /** The configured `size`. */
-  readonly poolSize: number
-  /** Workers alive and usable: `busy + idle`. */
-  readonly workers: number
-  /** Workers leased out. */
-  readonly busy: number
-  /** Workers waiting for a lease. */
-  readonly idle: number
-  /** Acquires waiting in the queue. */
-  readonly queued: number
-  /** Workers being created. */
-  readonly creating: number
-  /** Workers being finalized. */
-  readonly finalizing: number
-  /** Workers created since the pool started. */
-  readonly created: number
-  /** Workers finalized since the pool started. */
-  readonly finalized: number
-  /** Creates that failed since the pool started. */
-  readonly createFailures: number
-  /** True once shutdown has begun. */
-  readonly closed: boolean
-  /** The counts of each account, by name ("default" included). */
-  readonly accounts: Readonly<Record<string, AccountStats>>
-}
-
-/**
- * The counts of one account.
- *
- * @since 0.1.0
- * @category models
- */
-export interface AccountStats {
-  /** Workers of the account alive and usable: `busy + idle`. */
-  readonly workers: number
-  /** Its workers leased out. */
-  readonly busy: number
-  /** Its workers waiting for a lease. */
-  readonly idle: number
-  /** Acquires for it waiting in the queue. */
-  readonly queued: number
-  /** Its workers being created. */
-  readonly creating: number
-  /** Its cap: its `maxWorkers`, or `size` when that is lower or it has none. */
-  readonly maxWorkers: number
-}
+export type {
+  AccountOptions,
+  AccountStats,
+  AcquireOptions,
+  Options,
+  PoolError,
+  Stats
+} from "./internal/poolTypes.ts"
 
 /**
  * A pool of workers of type `W` whose creation may fail with `E`.
@@ -359,147 +177,6 @@ export interface WorkerPool<W, E = never> {
 }
 
 /**
- * How many hand-offs may resume their fibers synchronously inside each other.
- * A release resumes the next waiter's fiber at once, and that fiber may
- * release again before returning: past this depth the resume is scheduled
- * instead, so a long queue of quick leases cannot overflow the stack.
- */
-const MAX_NESTED_RESUMES = 32
-let nestedResumes = 0
-
-/** What a pool's fiber waiters need of it to log and trace their wait. */
-interface WaitingRoom {
-  readonly clock: Clock.Clock
-  /** A Debug line with the pool's annotations, in the fiber that runs it (under `span` when given). */
-  readonly line: (message: string, fields: Record<string, unknown>, span?: Tracer.Span) => Effect.Effect<void>
-}
-
-/**
- * A waiter that is a fiber suspended in `Effect.callback`. It resumes the
- * fiber straight into what comes next (`continueWith(slot)`: the caller's own effect,
- * for `use`), so a hand-off builds no continuation of its own.
- *
- * Its fiber logs its own queueing and hand-off (so the caller's logger, level,
- * annotations and span apply), and owns its `WorkerPool.acquire` span; the
- * pool's driver hooks only record the queue lengths on it.
- */
-class FiberWaiter<W, A, E> extends Waiter<W> {
-  resume: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
-  /** What the fiber resumes with when the waiter settled before the fiber suspended. */
-  settledWith: Effect.Effect<A, E> | undefined = undefined
-  readonly room: WaitingRoom
-  readonly continueWith: (slot: Slot<W>) => Effect.Effect<A, E>
-  slot: Slot<W> | undefined = undefined
-  /** The lease the worker was handed over under. */
-  lease = 0
-  /** The caller's fiber admits Debug lines: it logs its queueing and its hand-off. */
-  debug = false
-  /** The queue length when it joined the queue, and when it got its worker; -1 until then. */
-  queuedAtEnqueue = -1
-  queuedAtHandOff = -1
-  /** Its `WorkerPool.acquire` span, when the caller's fiber has a tracer. */
-  span: Tracer.Span | undefined = undefined
-  /** Whether span times are recorded (`References.TracerTimingEnabled`). */
-  spanTiming = true
-  constructor(room: WaitingRoom, continueWith: (slot: Slot<W>) => Effect.Effect<A, E>) {
-    super()
-    this.room = room
-    this.continueWith = continueWith
-  }
-  /** Driver hook: it joined the queue, `queued` long. */
-  joined(queued: number): void {
-    this.queuedAtEnqueue = queued
-    this.span?.attribute("queued", queued)
-  }
-  succeed(slot: Slot<W>, waitedMs: number): void {
-    this.slot = slot
-    this.lease = slot.lease
-    let next = this.continueWith(slot)
-    const span = this.span
-    if (span !== undefined) {
-      // The span covers the wait only, not what the caller does with the
-      // worker. It ends at the time of the hand-off, once the fiber has
-      // resumed and written its lines (events of the span).
-      span.attribute("waitedMs", waitedMs)
-      span.attribute("outcome", "acquired")
-      const endTime = this.spanTiming ? this.room.clock.currentTimeNanosUnsafe() : BigInt(0)
-      next = Effect.andThen(Effect.sync(() => span.end(endTime, Exit.void)), next)
-    }
-    if (this.debug && this.queuedAtHandOff >= 0) {
-      const fields = { waitedMs, queued: this.queuedAtHandOff }
-      next = Effect.andThen(this.room.line("worker-pool: worker handed to waiter", fields, span), next)
-    }
-    this.wake(next)
-  }
-  fail(failure: WaiterFailure): void {
-    if (this.span !== undefined) {
-      const timedOut = "_tag" in failure && failure._tag === "AcquireTimeoutError"
-      this.annotateEnd(outcomeOf(failure), timedOut ? failure.waitedMs : undefined)
-    }
-    this.wake(
-      "createFailure" in failure
-        ? Effect.failCause(failure.createFailure as Cause.Cause<E>)
-        : "accountRemoved" in failure
-        ? Effect.fail(new AccountRemovedError({ account: failure.accountRemoved }) as E)
-        : Effect.fail(failure as E)
-    )
-  }
-  /** Its fiber was interrupted while it waited (and it has left the queue). */
-  interrupted(): void {
-    if (this.span !== undefined) this.annotateEnd("interrupted", undefined)
-  }
-  /** The span's last attributes; the span ends with the fiber's exit (`Effect.useSpan`). */
-  private annotateEnd(outcome: string, waitedMs: number | undefined): void {
-    const span = this.span!
-    span.attribute("outcome", outcome)
-    if (this.queuedAtEnqueue >= 0) {
-      span.attribute("waitedMs", waitedMs ?? this.room.clock.currentTimeMillisUnsafe() - this.enqueuedAt)
-    }
-  }
-  private wake(effect: Effect.Effect<A, E>): void {
-    const resume = this.resume
-    if (resume === undefined) {
-      // Settled before its fiber suspended (served or refused inside `enqueue`,
-      // or while the fiber logged): the fiber picks it up when it gets there.
-      this.settledWith = effect
-      return
-    }
-    if (nestedResumes >= MAX_NESTED_RESUMES) {
-      // The fiber resumes into a yield: it continues from the scheduler, on a fresh stack.
-      resume(Effect.andThen(Effect.yieldNow, effect))
-      return
-    }
-    nestedResumes++
-    try {
-      resume(effect)
-    } finally {
-      nestedResumes--
-    }
-  }
-}
-
-/** The `outcome` attribute of a `WorkerPool.acquire` span that ended in `failure`. */
-const outcomeOf = (failure: WaiterFailure): string =>
-  "createFailure" in failure
-    ? "create_failed"
-    : "accountRemoved" in failure
-    ? "account_removed"
-    : failure._tag === "AcquireTimeoutError"
-    ? "timeout"
-    : failure._tag === "QueueFullError"
-    ? "queue_full"
-    : "shutdown"
-
-/** Suspends the fiber until `waiter` settles; at once when it already has. */
-const awaitWaiter = <W, A, E>(waiter: FiberWaiter<W, A, E>): Effect.Effect<A, E> =>
-  waiter.settledWith ?? Effect.callback<A, E>((resume) => {
-    if (waiter.settledWith !== undefined) resume(waiter.settledWith)
-    else waiter.resume = resume
-  })
-
-const succeedWith = <A>(a: A) => Effect.succeed(a)
-
-/**
  * Makes a pool in the current scope. Closing the scope shuts it down.
  *
  * Bad options are a defect (a `PoolOptionsError` naming the option).
@@ -532,50 +209,12 @@ export const make = <W, E = never, R = never>(
         { name: MetricNames.createFailures, description: "Worker creates that failed", get: () => core.totals.createFailures }
       ]
     )
-    /** What the pool keeps of each live account: how to make its workers and its metric series. */
-    interface AccountEntry {
-      readonly acquire: Effect.Effect<W, E, R | Scope.Scope>
-      readonly removeMetrics: () => void
-    }
-    const accounts = new Map<Account<W>, AccountEntry>()
-    const registerAccount = (account: Account<W>, acquire: Effect.Effect<W, E, R | Scope.Scope>) => {
-      accounts.set(account, {
-        // The lines its workers write name the account (not the default one, to leave a plain pool's lines as they were).
-        acquire: account === core.defaultAccount ? acquire : Effect.annotateLogs(acquire, "account", account.name),
-        removeMetrics: registerPulled(callerContext as Context.Context<never>, {
-          ...metrics.attributes,
-          account: account.name
-        }, [
-          { name: AccountMetricNames.queueLength, description: "Acquires waiting for a worker of the account", get: () => account.queue.length },
-          { name: AccountMetricNames.busy, description: "Workers of the account leased out", get: () => account.leased },
-          { name: AccountMetricNames.idle, description: "Workers of the account waiting for a lease", get: () => account.idle },
-          { name: AccountMetricNames.creating, description: "Workers of the account being created", get: () => account.creating }
-        ])
-      })
-    }
-    registerAccount(core.defaultAccount, options.acquire)
+    const accounts = new PoolAccounts<W, E, R>(core, callerContext as Context.Context<never>, metrics.attributes)
+    accounts.register(core.defaultAccount, options.acquire)
     if (options.accounts !== undefined) {
       for (const [name, account] of Object.entries(options.accounts)) {
         core.addAccount(name, account.maxWorkers ?? Infinity)
-        registerAccount(core.accounts.get(name)!, account.acquire)
-      }
-    }
-    /** Removed accounts whose workers are not all finalized yet, and who waits for that. */
-    const removals = new Map<Account<W>, Deferred.Deferred<void>>()
-    const settleRemovals = () => {
-      for (const [account, done] of removals) {
-        if (account.total !== 0) continue
-        let left = false
-        for (const slot of core.slots.values()) {
-          if (slot.account === account) {
-            left = true
-            break
-          }
-        }
-        if (!left) {
-          removals.delete(account)
-          Deferred.doneUnsafe(done, Exit.void)
-        }
+        accounts.register(core.accounts.get(name)!, account.acquire)
       }
     }
 
@@ -591,10 +230,29 @@ export const make = <W, E = never, R = never>(
       Effect.annotateLogs(FiberSet.makeRuntime<R>(), annotations),
       withoutParentSpan<R | Scope.Scope>
     )
-    // Debug lines of waiters that are not fibers (the promise facades'), in the pool's context.
-    const debug = !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug")
-    const log = (message: string, fields: Record<string, unknown>) =>
-      Effect.runForkWith(context)(Effect.logDebug(message, fields))
+    const { driver, shutdown, stopTimer, whenFinalized } = makeDriver<W, E, R>({
+      core,
+      settings,
+      clock,
+      run,
+      accounts,
+      recordWait: metrics.recordWait,
+      // Debug lines of waiters that are not fibers (the promise facades'), in the pool's context.
+      debug: !LogLevel.isGreaterThan(Context.get(context, References.MinimumLogLevel), "Debug"),
+      log: (message, fields) => {
+        Effect.runForkWith(context)(Effect.logDebug(message, fields))
+      },
+      onLeaseTimeout: options.onLeaseTimeout
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.ensuring(shutdown, Effect.sync(() => {
+        stopTimer()
+        accounts.close()
+        metrics.remove()
+      }))
+    )
+    core.start(driver)
+
     const room: WaitingRoom = {
       clock,
       line: (message, fields, span) => {
@@ -602,309 +260,9 @@ export const make = <W, E = never, R = never>(
         return span === undefined ? line : Effect.withParentSpan(line, span, noStackTrace)
       }
     }
-    const acquireSpan = { attributes: annotations }
 
-    const creates = new Map<CreateOp<W>, Fiber.Fiber<unknown, unknown>>()
-    const leaseTimers = new Map<Slot<W>, Fiber.Fiber<unknown>>()
-    const leaseTimeout = Duration.millis(settings.leaseTimeout)
-    const expireLease = (slot: Slot<W>) =>
-      Effect.suspend(() => {
-        leaseTimers.delete(slot)
-        core.invalidate(slot)
-        const ms = settings.leaseTimeout
-        return Effect.logWarning(`worker-pool: a lease outlived leaseTimeout (${ms} ms); the worker is retired`).pipe(
-          Effect.andThen(
-            options.onLeaseTimeout === undefined ? Effect.void : options.onLeaseTimeout(slot.worker, leaseTimeout)
-          ),
-          Effect.catchCause((cause) => Effect.logWarning("worker-pool: onLeaseTimeout failed", cause))
-        )
-      })
-    const finalizedListeners = new Map<Slot<W>, Array<() => void>>()
-    let timer: Fiber.Fiber<unknown> | undefined
-    let drained: Deferred.Deferred<void> | undefined
-
-    const createWorker = (op: CreateOp<W>, acquire: Effect.Effect<W, E, R | Scope.Scope>) =>
-      Effect.uninterruptibleMask((restore) => {
-        // Not a child of the pool's scope: that would finalize leased workers
-        // before shutdown has run. Shutdown finalizes every worker itself.
-        const scope = Scope.makeUnsafe()
-        return Effect.flatMap(Effect.exit(restore(Scope.provide(acquire, scope))), (exit) => {
-          creates.delete(op)
-          if (Exit.isSuccess(exit)) {
-            core.created(op, exit.value, scope)
-            return Effect.void
-          }
-          return Effect.ensuring(Scope.close(scope, exit), Effect.sync(() => core.createFailed(op, exit.cause)))
-        })
-      })
-
-    const finalizeWorker = (slot: Slot<W>) =>
-      Scope.close(slot.handle as Scope.Closeable, Exit.void).pipe(
-        Effect.catchCause((cause) => Effect.logWarning("A worker's finalizer failed", cause)),
-        Effect.ensuring(Effect.sync(() => {
-          core.finalized(slot)
-          const listeners = finalizedListeners.get(slot)
-          if (listeners !== undefined) {
-            finalizedListeners.delete(slot)
-            for (const f of listeners) f()
-          }
-        })),
-        Effect.uninterruptible
-      )
-
-    const driver: Driver<W> = {
-      now: () => clock.currentTimeMillisUnsafe(),
-      create: (op) => {
-        // A worker made for a traced waiter is made under its `WorkerPool.acquire` span.
-        // The core only creates for live accounts, so the entry is there.
-        const create = createWorker(op, accounts.get(op.account)!.acquire)
-        const span = op.owner instanceof FiberWaiter ? op.owner.span : undefined
-        const fiber = run(span === undefined ? create : Effect.withParentSpan(create, span, noStackTrace))
-        // A create that completed synchronously has already been accounted for.
-        if (fiber.pollUnsafe() === undefined) creates.set(op, fiber)
-      },
-      finalize: (slot) => {
-        run(finalizeWorker(slot))
-      },
-      setTimer: (at) => {
-        if (timer !== undefined) {
-          timer.interruptUnsafe()
-          timer = undefined
-        }
-        if (at !== undefined) {
-          const delay = Math.max(0, at - clock.currentTimeMillisUnsafe())
-          timer = run(Effect.flatMap(Effect.sleep(delay), () =>
-            Effect.sync(() => {
-              timer = undefined
-              core.onTimer()
-            })))
-        }
-      },
-      leased: settings.leaseTimeout === 0 ? () => {} : (slot) => {
-        leaseTimers.set(slot, run(Effect.andThen(Effect.sleep(settings.leaseTimeout), expireLease(slot))))
-      },
-      unleased: settings.leaseTimeout === 0 ? () => {} : (slot) => {
-        const fiber = leaseTimers.get(slot)
-        if (fiber !== undefined) {
-          leaseTimers.delete(slot)
-          fiber.interruptUnsafe()
-        }
-      },
-      changed: () => {
-        if (removals.size !== 0) settleRemovals()
-        if (drained !== undefined && core.drained) Deferred.doneUnsafe(drained, Exit.void)
-      },
-      // A fiber waiter logs these lines itself, in its own fiber.
-      enqueued: (queued, waiter) => {
-        if (waiter instanceof FiberWaiter) waiter.joined(queued)
-        else if (debug) log("worker-pool: acquire queued", { queued })
-      },
-      handedOff: (waitedMs, queued, waiter) => {
-        metrics.recordWait(waitedMs)
-        if (waiter instanceof FiberWaiter) waiter.queuedAtHandOff = queued
-        else if (debug) log("worker-pool: worker handed to waiter", { waitedMs, queued })
-      }
-    }
-
-    const shutdown: Effect.Effect<void> = Effect.suspend(() => {
-      if (drained === undefined) {
-        drained = Deferred.makeUnsafe<void>()
-        core.shutdown()
-        for (const fiber of creates.values()) fiber.interruptUnsafe()
-        driver.changed()
-      }
-      const done = Deferred.await(drained)
-      return Effect.timeoutOrElse(done, {
-        duration: settings.shutdownTimeout,
-        orElse: () => {
-          core.finalizeLeased()
-          return done
-        }
-      })
-    })
-
-    yield* Effect.addFinalizer(() =>
-      Effect.ensuring(shutdown, Effect.sync(() => {
-        driver.setTimer(undefined)
-        for (const entry of accounts.values()) entry.removeMetrics()
-        accounts.clear()
-        metrics.remove()
-      }))
-    )
-    core.start(driver)
-
-    /**
-     * The release of the lease `slot` is under now (a stale one is refused), as
-     * an exit handler: it runs in the fiber, uninterruptibly, so it releases
-     * right there and returns no effect to run.
-     */
-    const releaser = (slot: Slot<W>) => {
-      const lease = slot.lease
-      return () => {
-        core.release(slot, lease)
-        return Effect.void
-      }
-    }
-
-    /**
-     * Waits in the queue (after `core.take()` found nothing), in the caller's
-     * fiber: `wait` queues `waiter` and returns what the fiber runs until it
-     * is served, and `wait` is run under a `WorkerPool.acquire` span when the
-     * fiber has a tracer. Only the waiting path pays for any of this.
-     */
-    const queued = <A, E1, R1>(
-      waiter: FiberWaiter<W, any, any>,
-      wait: () => Effect.Effect<A, E1, R1>
-    ): Effect.Effect<A, E1, R1> => {
-      const fiber = Fiber.getCurrent()!
-      waiter.debug = !LogLevel.isGreaterThan(fiber.cache.minimumLogLevel, "Debug")
-      if (!isTraced(fiber)) return wait()
-      return Effect.useSpan("WorkerPool.acquire", acquireSpan, (span) => {
-        waiter.span = span
-        waiter.spanTiming = fiber.getRef(References.TracerTimingEnabled)
-        return wait()
-      })
-    }
-
-    /** Queues `waiter`; the fiber logs that it did (when it admits Debug), then waits. */
-    const enqueue = <A, E1>(waiter: FiberWaiter<W, A, E1>, timeout: number, account: Account<W>): Effect.Effect<A, E1> => {
-      core.enqueue(waiter, timeout, account)
-      const wait = awaitWaiter(waiter)
-      return waiter.debug && waiter.queuedAtEnqueue >= 0
-        ? Effect.andThen(
-          room.line("worker-pool: acquire queued", { queued: waiter.queuedAtEnqueue }, waiter.span),
-          wait
-        )
-        : wait
-    }
-
-    const waitForSlot = (
-      restore: <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
-      timeout: number,
-      account: Account<W>,
-      key: string | undefined
-    ): Effect.Effect<Slot<W>, E | PoolError> => {
-      const waiter = new FiberWaiter<W, Slot<W>, E | PoolError>(room, succeedWith)
-      waiter.key = key
-      return queued(waiter, () =>
-        Effect.onInterrupt(
-          restore(enqueue(waiter, timeout, account)),
-          // Interrupted while waiting: leave the queue. Interrupted just as a
-          // worker arrived: pass that worker on to the next waiter.
-          () =>
-            Effect.sync(() => {
-              if (core.cancel(waiter)) waiter.interrupted()
-              else if (waiter.slot !== undefined) core.release(waiter.slot)
-            })
-        ))
-    }
-
-    // Both run their body each time they are run: an idle worker is taken
-    // synchronously, with no Effect built for waiting.
-    const getWith = (
-      timeout: number,
-      account: Account<W>,
-      key: string | undefined
-    ): Effect.Effect<W, E | PoolError, Scope.Scope> =>
-      Effect.uninterruptibleMask((restore) => {
-        const slot = core.take(account, key)
-        return slot !== undefined
-          ? Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
-          : Effect.flatMap(
-            waitForSlot(restore, timeout, account, key),
-            (slot) => Effect.as(Effect.addFinalizer(releaser(slot)), slot.worker)
-          )
-      })
-
-    const useWith = <A, E2, R2>(
-      f: (worker: W) => Effect.Effect<A, E2, R2>,
-      timeout: number,
-      account: Account<W>,
-      key: string | undefined
-    ): Effect.Effect<A, E | E2 | PoolError, R2> =>
-      Effect.uninterruptibleMask((restore) => {
-        const slot = core.take(account, key)
-        if (slot !== undefined) {
-          // The lease is held from here on: a `f` that throws instead of
-          // returning an effect is this `use`'s defect, and the worker (which
-          // did nothing wrong) still goes back through the exit handler.
-          let body: Effect.Effect<A, E2, R2>
-          try {
-            body = f(slot.worker)
-          } catch (defect) {
-            body = Effect.die(defect)
-          }
-          return Effect.onExit(restore(body), releaser(slot))
-        }
-        // One exit handler covers every way out: `f` ended (release), interrupted
-        // while queued (leave the queue), or interrupted just as a worker arrived
-        // (pass it on to the next waiter).
-        // `f` only builds the effect the fiber resumes with; a throw becomes that fiber's defect.
-        const waiter = new FiberWaiter<W, A, E | E2 | PoolError>(room, (slot) => {
-          try {
-            return f(slot.worker) as Effect.Effect<A, E | E2 | PoolError>
-          } catch (defect) {
-            return Effect.die(defect)
-          }
-        })
-        waiter.key = key
-        return queued(waiter, () =>
-          Effect.onExit(
-            restore(enqueue(waiter, timeout, account) as Effect.Effect<A, E | E2 | PoolError, R2>),
-            () => {
-              if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
-              else if (core.cancel(waiter)) waiter.interrupted()
-              return Effect.void
-            }
-          ))
-      })
-
-    /** The acquire timeout of valid `options` (in ms, 0: none). */
-    const acquireTimeoutOf = (options: AcquireOptions): number => timeoutMillis(options.timeout, settings.acquireTimeout)
-
-    /**
-     * Runs `acquire` with what `options` ask for: bad options are a defect (a
-     * `PoolOptionsError` naming the option), an unknown account a failure,
-     * both found before anything is queued or leased.
-     */
-    const withOptions = <A, E1, R1>(
-      options: AcquireOptions,
-      acquire: (timeout: number, account: Account<W>, key: string | undefined) => Effect.Effect<A, E1, R1>
-    ): Effect.Effect<A, E1 | UnknownAccountError, R1> =>
-      Effect.suspend((): Effect.Effect<A, E1 | UnknownAccountError, R1> => {
-        const invalid = checkEffectAcquireOptions(options)
-        if (invalid !== undefined) return Effect.die(invalid)
-        // `undefined` options: the checker allows them, and so does `getWith` at run time.
-        const o: AcquireOptions = options ?? {}
-        const name = o.account
-        const account = name === undefined ? core.defaultAccount : core.accounts.get(name)
-        if (account === undefined) return Effect.fail(new UnknownAccountError({ account: name! }))
-        return acquire(acquireTimeoutOf(o), account, o.prefer)
-      })
-
-    const addAccount = (name: string, acquire: Effect.Effect<W, unknown, any>, maxWorkers: number) => {
-      if (!core.addAccount(name, maxWorkers)) return new AccountExistsError({ account: name })
-      registerAccount(core.accounts.get(name)!, acquire as Effect.Effect<W, E, R | Scope.Scope>)
-      return undefined
-    }
-
-    const removeAccount = (name: string) => {
-      const account = core.accounts.get(name)
-      if (account === core.defaultAccount) {
-        throw new PoolOptionsError({
-          message: `Invalid removeAccount options: name "${name}": the default account cannot be removed ` +
-            `(it is the pool's top-level options).`
-        })
-      }
-      if (account === undefined) return new UnknownAccountError({ account: name })
-      const done = Deferred.makeUnsafe<void>()
-      removals.set(account, done)
-      accounts.get(account)!.removeMetrics()
-      accounts.delete(account)
-      core.removeAccount(name)
-      settleRemovals()
-      return done
-    }
+    const waiting = makeWaiting<W, E>(core, room, { attributes: annotations })
+    const { getWith, useWith, withOptions } = makeLeases<W, E>(core, settings, waiting)
 
     const internals: Internals<W> = {
       core,
@@ -914,14 +272,9 @@ export const make = <W, E = never, R = never>(
         Context.add(References.MinimumLogLevel, Context.get(context, References.MinimumLogLevel)),
         Context.add(References.CurrentLogAnnotations, Context.get(context, References.CurrentLogAnnotations))
       ),
-      addAccount,
-      removeAccount,
-      whenFinalized: (slot) =>
-        slot.state === "finalized" ? Promise.resolve() : new Promise<void>((resolve) => {
-          const listeners = finalizedListeners.get(slot)
-          if (listeners === undefined) finalizedListeners.set(slot, [resolve])
-          else listeners.push(resolve)
-        })
+      addAccount: (name, acquire, maxWorkers) => accounts.add(name, acquire, maxWorkers),
+      removeAccount: (name) => accounts.remove(name),
+      whenFinalized
     }
 
     const pool: WorkerPool<W, E> & { readonly [CoreKey]: Internals<W> } = {
@@ -941,12 +294,12 @@ export const make = <W, E = never, R = never>(
       addAccount: (name, account) =>
         Effect.suspend(() => {
           const { maxWorkers } = validateAccount(name, account)
-          const exists = addAccount(name, account.acquire, maxWorkers)
+          const exists = accounts.add(name, account.acquire, maxWorkers)
           return exists === undefined ? Effect.void : Effect.fail(exists)
         }),
       removeAccount: (name) =>
         Effect.suspend(() => {
-          const done = removeAccount(name)
+          const done = accounts.remove(name)
           return done instanceof UnknownAccountError ? Effect.fail(done) : Deferred.await(done)
         }),
       shutdown

@@ -10,11 +10,31 @@
  * `errors` for several), and `cause`, the pretty-printed `Cause`, when one was
  * logged. A host logger that throws loses that line and nothing else.
  *
+ * `PoolLogger` is declared here (`PromisePool` re-exports it) so that this
+ * module imports no public one.
+ *
  * @internal
  */
 import { Cause, Effect, Logger, type LogLevel, References, Schema } from "effect"
-import type { PoolLogger } from "../PromisePool.ts"
 import { Function } from "./options.ts"
+
+/**
+ * A host's logger, to route the pool's log lines to. Each method gets the
+ * line's message and its structured fields: `pool` and `pool_id` (the pool's
+ * name and its metrics id), the line's own values (`queued`, `waitedMs`),
+ * `pid` for a Codex worker's lines, `error` and `cause` (pretty-printed) for
+ * failures. `console` fits, and so do most logging libraries. A method that
+ * throws loses that line, never breaks the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolLogger {
+  debug(message: string, fields: Readonly<Record<string, unknown>>): void
+  info(message: string, fields: Readonly<Record<string, unknown>>): void
+  warn(message: string, fields: Readonly<Record<string, unknown>>): void
+  error(message: string, fields: Readonly<Record<string, unknown>>): void
+}
 
 /**
  * Schema of a host logger: an object with the four methods (found on it or

@@ -7,7 +7,6 @@
  */
 import { Config, type Context, type Deferred, Effect, Schema } from "effect"
 import { type AccountExistsError, PoolOptionsError, type UnknownAccountError } from "../errors.ts"
-import type { AccountStats, Options, Stats } from "../WorkerPool.ts"
 import { DEFAULT_ACCOUNT, type PoolCore, type Slot } from "./core.ts"
 import type { PoolAttributes } from "./metrics.ts"
 import {
@@ -20,6 +19,7 @@ import {
   timeoutMillis,
   toMillis
 } from "./options.ts"
+import type { AccountStats, Options, Stats } from "./poolTypes.ts"
 
 /** Schema of a cap on an account's workers: an integer >= 1, or `Infinity` (none). */
 export const WorkerCap = Schema.Number.check(
