@@ -10,6 +10,9 @@
  * No process is started anywhere in this file.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { generateText } from "ai"
+import { createCodexProvider } from "../src/ai-sdk/index.ts"
+import { textTurns } from "../src/testing/textTurns.ts"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type * as CodexWorkerPool from "../src/CodexWorkerPool.ts"
@@ -295,6 +298,36 @@ describe("Codex pool rate limits (promise facade)", () => {
       await pool.use(async () => {}, { workspace: "acme", estimatedTokens: 5 })
       await expect(pool.usage("acme")).rejects.toBeInstanceOf(PoolOptionsError)
       await expect(pool.acquire({ estimatedTokens: -1 })).rejects.toThrow("estimatedTokens")
+    } finally {
+      await pool.shutdown()
+    }
+  })
+})
+
+describe("Codex pool rate limits (AI SDK provider)", () => {
+  it("passes providerOptions.codex.workspace and estimatedTokens to admission", async () => {
+    const pool = createTestCodexWorkerPool({
+      poolSize: 1,
+      script: textTurns(),
+      rateLimits: { tokensPerMinute: 1_000_000 }
+    })
+    try {
+      const codex = createCodexProvider({ pool })
+      const { text } = await generateText({
+        model: codex("fake-model"),
+        prompt: "hello",
+        providerOptions: { codex: { workspace: "acme", estimatedTokens: 50 } }
+      })
+      expect(text).toContain("hello")
+      const usage = await pool.usage("acme")
+      expect(usage.minute.requests).toBe(1)
+      expect(usage.minute.totalTokens).toBeGreaterThan(0)
+      // A bad estimate is refused by the settings schema, naming it.
+      await expect(generateText({
+        model: codex("fake-model"),
+        prompt: "hello",
+        providerOptions: { codex: { estimatedTokens: -1 } }
+      })).rejects.toThrow("estimatedTokens")
     } finally {
       await pool.shutdown()
     }

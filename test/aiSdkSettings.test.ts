@@ -94,6 +94,11 @@ describe("providerOptions.codex", () => {
       account: "a",
       workspace: "w"
     })
+    expect(acquireOptions(signal, { workspace: "w", estimatedTokens: 2_000 })).toEqual({
+      signal,
+      workspace: "w",
+      estimatedTokens: 2_000
+    })
   })
 })
 
