@@ -17,13 +17,22 @@
  * the result back into the same turn. Offline, the model server calls the
  * tool, then answers with what it returned.
  *
+ * Rate limits: the prompts above are charged to workspace "acme"; then two
+ * prompts of an account "metered" (tokensPerMinute 60000, each reserving
+ * 31500 tokens) show admission: the second waits about 3 s for its turn
+ * while a worker sits idle (a throttled call holds no worker), and a table
+ * shows each workspace's usage this minute.
+ *
  * Flags: --pool-size N (2), --requests N (6), --abort K (request K is aborted
  * while queued; 0: none; default the last), --openai (talk to the real
  * OpenAI service with OPENAI_API_KEY instead of the local model server),
- * --model NAME (with --openai), --help.
+ * --model NAME (with --openai), --metrics (print every metric of the pool in
+ * Prometheus text before shutdown), --help.
  */
 import { parseArgs } from "node:util"
-import { jsonSchema, stepCountIs, streamText, tool } from "ai"
+import { generateText, jsonSchema, stepCountIs, streamText, tool } from "ai"
+import { Effect } from "effect"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { type CodexWorkerHandle, createCodexWorkerPool } from "../src/node.ts"
 import { createCodexProvider } from "../src/ai-sdk/index.ts"
 import { isAlive, type ProcessIdentity, readIdentity } from "../src/internal/procfs.ts"
@@ -36,6 +45,7 @@ const { values: flags } = parseArgs({
     abort: { type: "string" },
     openai: { type: "boolean", default: false },
     model: { type: "string", default: "gpt-5.1-codex-mini" },
+    metrics: { type: "boolean", default: false },
     help: { type: "boolean", default: false }
   }
 })
@@ -53,6 +63,7 @@ through the AI SDK model, showing the FIFO queue at work.
   --openai        use the real OpenAI service (needs OPENAI_API_KEY)
                   instead of the embedded offline model server
   --model NAME    model for --openai                              (default gpt-5.1-codex-mini)
+  --metrics       print every metric of the pool (Prometheus text) before shutdown
   --help          this text`)
   process.exit(0)
 }
@@ -121,7 +132,9 @@ const main = async () => {
     ...(server === undefined ? {} : codexProcessOptions({ baseUrl: server.url, apiKey: "demo" })),
     // AI SDK function tools reach Codex as dynamic tools, which need the experimental API.
     capabilities: { experimentalApi: true },
-    name: "demo"
+    name: "demo",
+    // Rate limits of the API key of the account "metered" (the default account has none).
+    accounts: { metered: { rateLimits: { tokensPerMinute: 60_000 } } }
   })
   const model = server === undefined ? flags.model : "mock-model"
   console.log(
@@ -141,7 +154,7 @@ const main = async () => {
     const codex = createCodexProvider({
       pool: {
         acquire: async (options) => {
-          const acquiring = pool.acquire(options)
+          const acquiring = pool.acquire({ ...options, workspace: "acme" })
           const { queued } = pool.stats()
           if (queued > 0 && row.acquiredAt === undefined) log(id, `queued (position ${queued} in the queue)`)
           const worker: CodexWorkerHandle = await acquiring
@@ -197,6 +210,11 @@ const main = async () => {
     pool,
     threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" }
   })(model))
+  const rateLimitsShown = await showRateLimits(pool, model)
+  if (flags.metrics) {
+    console.log("\nMetrics (Prometheus text):")
+    console.log(Effect.runSync(PrometheusMetrics.format()))
+  }
   await pool.shutdown()
   await server?.close()
   codexHome.cleanup()
@@ -224,7 +242,7 @@ workers spawned ${stats.created}, reused for ${completed - stats.created} of ${c
 aborted while queued: ${ordered.filter((r) => r.outcome === "aborted").length}, failed: ${ordered.filter((r) => r.outcome === "failed").length}
 processes left alive after shutdown: ${survivors.length}`)
   process.exitCode =
-    fifo && survivors.length === 0 && actionsShown && toolShown && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
+    fifo && survivors.length === 0 && actionsShown && toolShown && rateLimitsShown && ordered.every((r) => r.outcome !== "failed") ? 0 : 1
 }
 
 const ACTIONS_PROMPT = "What is in the current directory?"
@@ -343,6 +361,54 @@ const showToolCall = async (
     console.log(`  answer: ${answer}`)
     console.log(`  parked leases now: ${pool.stats().parked}`)
     return flags.openai || (called && parkedWhileRunning === 1 && answer.includes("open"))
+  } catch (error) {
+    console.log(`  failed: ${(error as Error).message}`)
+    return false
+  }
+}
+
+/**
+ * Two prompts of the account "metered" (tokensPerMinute 60000), each
+ * reserving 31500 tokens: the second waits about 3 s for admission, holding
+ * no worker; then the usage of each workspace this minute.
+ */
+const showRateLimits = async (pool: ReturnType<typeof createCodexWorkerPool>, model: string): Promise<boolean> => {
+  console.log("\nRate limits: account \"metered\" at 60000 tokens per minute, two prompts reserving 31500 tokens each")
+  const t0 = performance.now()
+  let idleWhileWaiting = -1
+  const codex = createCodexProvider({
+    pool: {
+      acquire: async (options) => {
+        const worker = await pool.acquire(options)
+        console.log(`  admitted after ${Math.round(performance.now() - t0)} ms, worker pid ${worker.pid}`)
+        return worker
+      },
+      release: (worker) => pool.release(worker),
+      invalidate: (worker) => pool.invalidate(worker)
+    },
+    threadDefaults: { ephemeral: true, approvalPolicy: "never", sandbox: "read-only" }
+  })
+  const prompt = (n: number) =>
+    generateText({
+      model: codex(model),
+      prompt: `Metered prompt ${n}: say something short.`,
+      providerOptions: { codex: { account: "metered", workspace: "globex", estimatedTokens: 31_500 } }
+    })
+  try {
+    const first = prompt(1)
+    const second = prompt(2)
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    const stats = pool.stats()
+    idleWhileWaiting = stats.idle
+    console.log(`  while the second waits: busy ${stats.busy}, idle ${stats.idle} (a throttled call holds no worker)`)
+    await Promise.all([first, second])
+    const elapsed = Math.round(performance.now() - t0)
+    console.log("\n  workspace  requests  tokens (this minute)")
+    for (const workspace of ["acme", "globex"]) {
+      const usage = await pool.usage(workspace)
+      console.log(`  ${workspace.padEnd(9)}  ${String(usage.minute.requests).padStart(8)}  ${usage.minute.totalTokens}`)
+    }
+    return flags.openai || (elapsed >= 2_500 && idleWhileWaiting >= 0)
   } catch (error) {
     console.log(`  failed: ${(error as Error).message}`)
     return false

@@ -65,14 +65,21 @@ import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
 import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
-import { type AccountExistsError, WorkerNotLeasedError } from "./errors.ts"
-import { makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
+import {
+  type AccountExistsError,
+  PoolOptionsError,
+  UnknownAccountError,
+  WorkerNotLeasedError
+} from "./errors.ts"
+import { chargeLease, makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
 import type { CodexWorkerPoolOptions } from "./internal/codexPoolTypes.ts"
+import { DEFAULT_ACCOUNT } from "./internal/core.ts"
+import * as RateLimits from "./RateLimits.ts"
 import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
-import { checkRequestOptions } from "./internal/options.ts"
+import { checkAcquireOptions, checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
 import { type AcquireOptions, type PoolLogger, PromisePool, type PromiseWorkerPool } from "./PromisePool.ts"
 import type * as WorkerPool from "./WorkerPool.ts"
@@ -188,6 +195,12 @@ export interface CodexPromiseWorkerPool extends PromiseWorkerPool<CodexWorkerHan
    * unmarked or ends. A handle whose lease has ended is ignored.
    */
   markParked(worker: CodexWorkerHandle, parked: boolean): void
+  /**
+   * A workspace's usage this minute and this UTC day (requests and tokens
+   * charged by the rate limits). Rejects with `PoolOptionsError` on a pool
+   * without rate-limit options.
+   */
+  usage(workspace: string): Promise<RateLimits.WorkspaceUsage>
   /**
    * Records that the lease of `worker` serves `key` (a thread id it started,
    * say), for the affinity hint: once the worker is idle, an acquire with
@@ -426,6 +439,126 @@ export class CodexPromisePool extends PromisePool<Worker, CodexWorkerHandle, Cod
   override stats(): CodexPromisePoolStats {
     return { ...this.#statsNow(super.stats()), parked: this.parkedCount() }
   }
+  usage(workspace: string): Promise<RateLimits.WorkspaceUsage> {
+    return Promise.reject(
+      new PoolOptionsError({
+        message:
+          `usage(${JSON.stringify(workspace)}): this pool has no rate limits; give it \`rateLimits\`, \`workspaceLimits\`, \`rateLimitOptions\` or \`rateLimitStore\` to count usage.`
+      })
+    )
+  }
+}
+
+/** The worker behind a live handle of `pool` (the handle was just granted). */
+const workerOf = (pool: CodexPromisePool, held: CodexWorkerHandle): Worker => LeaseHandle.slotIn(pool, held)!.worker
+
+/**
+ * The Codex facade with rate-limit admission (a pool made with rate-limit
+ * options; without them the plain `CodexPromisePool` runs, untouched). An
+ * acquire (and so `use`) first waits for admission, holding no worker,
+ * within its budget (`timeoutMs`, else `acquireTimeoutMs`), then for a worker
+ * with what is left; the lease's notifications are charged and the
+ * reservation settled as the lease ends through the facade (`release`,
+ * `invalidate`, `use` returning: all go through `revoke`) or its worker
+ * closes. An acquire that gets no worker gives its reservation back.
+ *
+ * @internal
+ */
+class RateLimitedCodexPromisePool extends CodexPromisePool {
+  readonly #rateLimits: RateLimits.Service
+  readonly #closeRateLimits: () => Promise<void>
+  readonly #accounts: ReadonlyMap<string, unknown>
+  readonly #defaultTimeoutMs: number
+  /** How each lease admitted here ends: unsubscribes and settles its reservation. */
+  readonly #leases = new Map<CodexWorkerHandle, () => void>()
+  #closing: Promise<void> | undefined
+
+  constructor(
+    internals: Internals<Worker>,
+    scope: Scope.Closeable,
+    parts: ConstructorParameters<typeof CodexPromisePool>[2],
+    rateLimits: { readonly service: RateLimits.Service; readonly close: () => Promise<void> },
+    defaultTimeoutMs: number
+  ) {
+    super(internals, scope, parts)
+    this.#rateLimits = rateLimits.service
+    this.#closeRateLimits = rateLimits.close
+    this.#accounts = internals.core.accounts
+    this.#defaultTimeoutMs = defaultTimeoutMs
+  }
+
+  override acquire(options?: AcquireOptions): Promise<CodexWorkerHandle> {
+    const invalid = checkAcquireOptions(options)
+    if (invalid !== undefined) return Promise.reject(invalid)
+    const signal = options?.signal
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const account = options?.account
+    // Before admission: a call that cannot get a worker is charged nothing.
+    if (account !== undefined && !this.#accounts.has(account)) {
+      return Promise.reject(new UnknownAccountError({ account }))
+    }
+    const timeoutMs = options?.timeoutMs ?? this.#defaultTimeoutMs
+    const budget = timeoutMs === Infinity ? 0 : timeoutMs
+    let admitted: RateLimits.Reservation | Promise<RateLimits.Reservation>
+    try {
+      admitted = this.#rateLimits.admitUnsafe({
+        key: account ?? DEFAULT_ACCOUNT,
+        workspace: options?.workspace,
+        estimatedTokens: options?.estimatedTokens,
+        timeoutMs: budget
+      }, signal)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return admitted instanceof Promise
+      ? admitted.then((reservation) => this.#take(reservation, options, budget))
+      : this.#take(admitted, options, budget)
+  }
+
+  /** Waits for a worker with what is left of the budget, then charges its lease to `reservation`. */
+  #take(
+    reservation: RateLimits.Reservation,
+    options: AcquireOptions | undefined,
+    budget: number
+  ): Promise<CodexWorkerHandle> {
+    const timeoutMs = budget === 0 ? 0 : Math.max(1, budget - reservation.waitedMs)
+    let acquired: Promise<CodexWorkerHandle>
+    try {
+      acquired = super.acquire(options === undefined ? { timeoutMs } : { ...options, timeoutMs })
+    } catch (error) {
+      reservation.cancel()
+      return Promise.reject(error)
+    }
+    return acquired.then((held) => {
+      this.#leases.set(held, chargeLease(workerOf(this, held), reservation))
+      return held
+    }, (error) => {
+      reservation.cancel()
+      throw error
+    })
+  }
+
+  override revoke(held: CodexWorkerHandle): void {
+    super.revoke(held)
+    const end = this.#leases.get(held)
+    if (end !== undefined) {
+      this.#leases.delete(held)
+      end()
+    }
+  }
+
+  override usage(workspace: string): Promise<RateLimits.WorkspaceUsage> {
+    // After the background charges of leases that ended, so that they show.
+    return Effect.runPromise(Effect.andThen(this.#rateLimits.flush, this.#rateLimits.usage(workspace)))
+  }
+
+  override shutdown(): Promise<void> {
+    return this.#closing ??= super.shutdown().finally(() => {
+      for (const end of this.#leases.values()) end()
+      this.#leases.clear()
+      return this.#closeRateLimits()
+    })
+  }
 }
 
 /**
@@ -444,11 +577,14 @@ export const makeCodexPromisePool = (
   makeWorker?: MakeWorker | undefined
 ): CodexPromiseWorkerPool => {
   const settings = validateFacade(options)
+  const rateLimits = settings.rateLimits === undefined
+    ? undefined
+    : RateLimits.makeUnsafe(settings.rateLimits, settings.rateLimitStore)
   const scope = Scope.makeUnsafe()
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))
     const parts = Effect.runSync(
-      makeParts(settings).pipe(
+      makeParts(settings, undefined, rateLimits?.service).pipe(
         withLogging(settings.logging),
         makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
         Scope.provide(scope),
@@ -456,7 +592,9 @@ export const makeCodexPromisePool = (
       )
     )
     const pool = parts.pool as WorkerPool.WorkerPool<Worker, unknown> & { readonly [CoreKey]: Internals<Worker> }
-    const facade = new CodexPromisePool(pool[CoreKey], scope, parts)
+    const facade = rateLimits === undefined
+      ? new CodexPromisePool(pool[CoreKey], scope, parts)
+      : new RateLimitedCodexPromisePool(pool[CoreKey], scope, parts, rateLimits, settings.acquireTimeoutMs)
     const removeGauge = registerPulled(context, pool[CoreKey].metricAttributes, [{
       name: "codex_worker_pool_parked",
       description: "Leases parked by their holder (AI SDK turns waiting between steps for tool results)",
@@ -466,6 +604,7 @@ export const makeCodexPromisePool = (
     return facade
   } catch (error) {
     Effect.runFork(Scope.close(scope, Exit.void))
+    void rateLimits?.close()
     throw error
   }
 }

@@ -21,7 +21,19 @@
  *   spawn, and no log line, error, metric or stats names anything of an
  *   account but its name;
  * - `layerConfig`: the options read from `Config`s, a bad value failing the
- *   layer with a `ConfigError` (options from code stay a defect).
+ *   layer with a `ConfigError` (options from code stay a defect);
+ * - rate limits (`rateLimits`, per account `accounts[name].rateLimits`,
+ *   `workspaceLimits`, `rateLimitOptions`; see `RateLimits`): a call waits
+ *   for admission under its account's requests and tokens per minute before
+ *   it takes a worker (FIFO per account, holding no worker, bounded by its
+ *   acquire timeout: `RateLimitedError` at once when the announced wait is
+ *   longer), its tokens are charged from the lease's `thread/tokenUsage/updated`
+ *   notifications and settled when the lease ends, an HTTP 429 `error`
+ *   notification cools the account down, and `usage(workspace)` reports a
+ *   workspace's figures. The state is on the `RateLimits.RateLimitsStore` in
+ *   context (`RateLimits.layerStoreRedisUrl` to share it between instances),
+ *   in memory when there is none. A pool without any of these options has no
+ *   admission at all.
  *
  * Times are `Duration.Input`s (`"30 seconds"`, `Duration.minutes(5)`, or a
  * number of milliseconds). A limit of time is > 0, with `Duration.infinity`
@@ -54,12 +66,24 @@ import { Config, Context, Deferred, Effect, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import type * as CodexWorker from "./CodexWorker.ts"
-import { type AccountExistsError, UnknownAccountError, type WorkerSpawnError } from "./errors.ts"
-import { checkConfig, makeParts, validate } from "./internal/codexPool.ts"
-import type { AccountOptions, Options, Stats } from "./internal/codexPoolTypes.ts"
-import type * as WorkerPool from "./WorkerPool.ts"
+import {
+  type AccountExistsError,
+  PoolOptionsError,
+  UnknownAccountError
+} from "./errors.ts"
+import { admitted, checkConfig, makeParts, makeRateLimits, validate } from "./internal/codexPool.ts"
+import type { AccountOptions, AcquireError, AcquireOptions, Options, Stats } from "./internal/codexPoolTypes.ts"
+import type * as RateLimits from "./RateLimits.ts"
 
-export type { AccountOptions, AccountStats, Options, Stats } from "./internal/codexPoolTypes.ts"
+export type {
+  AccountOptions,
+  AccountStats,
+  AcquireError,
+  AcquireOptions,
+  Options,
+  RateLimitOptions,
+  Stats
+} from "./internal/codexPoolTypes.ts"
 
 /**
  * The service: a queued pool of Codex workers.
@@ -68,17 +92,24 @@ export type { AccountOptions, AccountStats, Options, Stats } from "./internal/co
  * @category models
  */
 export interface Service {
-  /** Leases a worker for the current scope, waiting FIFO when all are busy. */
-  readonly get: Effect.Effect<CodexWorker.CodexWorker, WorkerSpawnError | WorkerPool.PoolError, Scope.Scope>
+  /**
+   * Leases a worker for the current scope, waiting FIFO when all are busy
+   * (with rate limits, first for admission).
+   */
+  readonly get: Effect.Effect<CodexWorker.CodexWorker, AcquireError, Scope.Scope>
   /** `get` with per-acquire options. */
-  readonly getWith: (
-    options: WorkerPool.AcquireOptions
-  ) => Effect.Effect<CodexWorker.CodexWorker, WorkerSpawnError | WorkerPool.PoolError, Scope.Scope>
+  readonly getWith: (options: AcquireOptions) => Effect.Effect<CodexWorker.CodexWorker, AcquireError, Scope.Scope>
   /** Leases a worker for the duration of `f`. */
   readonly use: <A, E, R>(
     f: (worker: CodexWorker.CodexWorker) => Effect.Effect<A, E, R>,
-    options?: WorkerPool.AcquireOptions
-  ) => Effect.Effect<A, E | WorkerSpawnError | WorkerPool.PoolError, R>
+    options?: AcquireOptions
+  ) => Effect.Effect<A, E | AcquireError, R>
+  /**
+   * A workspace's usage this minute and this UTC day (requests and tokens
+   * charged by the rate limits). Fails with `PoolOptionsError` on a pool
+   * without rate-limit options.
+   */
+  readonly usage: (workspace: string) => Effect.Effect<RateLimits.WorkspaceUsage, PoolOptionsError>
   /** Takes a worker out of service (finalized now if idle, when released if leased). */
   readonly invalidate: (worker: CodexWorker.CodexWorker) => Effect.Effect<void>
   /** The counts now, including processes and resident memory. */
@@ -116,10 +147,38 @@ export class CodexWorkerPool extends Context.Service<CodexWorkerPool, Service>()
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, ChildProcessSpawner | Scope.Scope> =>
-  Effect.map(Effect.suspend(() => makeParts(validate(options))), ({ addAccount, pool, removeAccount, stats }): Service => ({
+  Effect.suspend(() => {
+    const settings = validate(options)
+    if (settings.rateLimits === undefined) return Effect.map(makeParts(settings), serviceOf)
+    const rateLimitOptions = settings.rateLimits
+    return Effect.gen(function*() {
+      // Made first, so closed after the pool: waiting calls fail with PoolShutdownError then.
+      const rateLimits = yield* makeRateLimits(rateLimitOptions)
+      const parts = yield* makeParts(settings, undefined, rateLimits)
+      return {
+        ...serviceOf(parts),
+        ...admitted(parts.pool, rateLimits, settings.acquireTimeoutMs),
+        // After the background charges of leases that ended, so that they show.
+        usage: (workspace: string) => Effect.andThen(rateLimits.flush, rateLimits.usage(workspace))
+      }
+    })
+  })
+
+const noRateLimits = (workspace: string) =>
+  Effect.fail(
+    new PoolOptionsError({
+      message:
+        `usage(${JSON.stringify(workspace)}): this pool has no rate limits; give it \`rateLimits\`, \`workspaceLimits\` or \`rateLimitOptions\` to count usage.`
+    })
+  )
+
+const serviceOf = (
+  { addAccount, pool, removeAccount, stats }: Effect.Success<ReturnType<typeof makeParts<CodexWorker.CodexWorker>>>
+): Service => ({
     get: pool.get,
     getWith: pool.getWith,
     use: pool.use,
+    usage: noRateLimits,
     invalidate: pool.invalidate,
     stats,
     addAccount: (name, account) =>
@@ -133,7 +192,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
         return done instanceof UnknownAccountError ? Effect.fail(done) : Deferred.await(done)
       }),
     shutdown: pool.shutdown
-  }))
+  })
 
 /**
  * The service as a scoped layer, given a `ChildProcessSpawner`. On Node,

@@ -184,6 +184,16 @@ export interface AcquireOptions {
    * waiter.
    */
   readonly prefer?: string | undefined
+  /**
+   * The workspace the call is charged to. Read by a Codex pool with rate
+   * limits (usage, `workspaceLimits`); other pools ignore it.
+   */
+  readonly workspace?: string | undefined
+  /**
+   * Tokens reserved at admission (a finite number >= 0). Read by a Codex pool
+   * with rate limits (default: its `defaultEstimatedTokens`); others ignore it.
+   */
+  readonly estimatedTokens?: number | undefined
 }
 
 /**

@@ -95,6 +95,11 @@ describe("providerOptions.codex", () => {
       workspace: "w"
     })
     expect(acquireOptions(signal, { threadId: "t" }, "t")).toEqual({ signal, prefer: "t" })
+    expect(acquireOptions(signal, { workspace: "w", estimatedTokens: 2_000 })).toEqual({
+      signal,
+      workspace: "w",
+      estimatedTokens: 2_000
+    })
   })
 })
 

@@ -43,7 +43,7 @@
  * cannot be resumed (an ephemeral thread that lived on another worker) is
  * replaced by a new one that gets the whole conversation, unless the thread
  * was named explicitly (then the call fails). System messages become a new
- * thread's `developerInstructions`. `account` and `workspace` go to the
+ * thread's `developerInstructions`. `account`, `workspace` and `estimatedTokens` go to the
  * pool's `acquire`; the thread is not passed as an affinity hint yet.
  *
  * Limits: sampling settings (temperature, topP, ...) and provider-defined

@@ -80,8 +80,16 @@ export const CallOptionsSchema = Schema.Struct({
   approvalPolicy: Schema.optional(ApprovalPolicy),
   /** Codex's personality setting (deprecated by codex, still accepted). */
   personality: Schema.optional(Schema.Literals(["none", "friendly", "pragmatic"])),
-  /** The workspace the lease should come from (passed to the pool's `acquire`). */
+  /**
+   * The workspace the call is charged to (passed to the pool's `acquire`: a
+   * pool with rate limits counts its usage and applies `workspaceLimits`).
+   */
   workspace: Schema.optional(NonEmptyString),
+  /**
+   * Tokens the pool's rate limits reserve for the call at admission (passed
+   * to the pool's `acquire`); default the pool's `defaultEstimatedTokens`.
+   */
+  estimatedTokens: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
   /** The account the lease should come from (passed to the pool's `acquire`). */
   account: Schema.optional(NonEmptyString),
   /** Continues this thread (instead of the one the prompt's metadata names, or a new one). */
@@ -211,8 +219,10 @@ export interface CodexAcquireOptions {
   readonly signal?: AbortSignal | undefined
   /** The account a worker should belong to (a pool with accounts honours it). */
   readonly account?: string | undefined
-  /** The workspace a worker should serve. */
+  /** The workspace the call is charged to (a pool with rate limits honours it). */
   readonly workspace?: string | undefined
+  /** Tokens reserved at admission (a pool with rate limits honours it). */
+  readonly estimatedTokens?: number | undefined
   /**
    * An affinity hint: the thread this call continues, so that an idle worker
    * that has it loaded is preferred (it never makes the call wait).
@@ -221,7 +231,7 @@ export interface CodexAcquireOptions {
 }
 
 /**
- * The lease options of a call: `account` and `workspace` only when set (a
+ * The lease options of a call: `account`, `workspace` and `estimatedTokens` only when set (a
  * pool that does not take them refuses the call with a `PoolOptionsError`
  * naming the option, rather than ignoring them), and `prefer`, the thread the
  * call continues, when there is one.
@@ -234,5 +244,6 @@ export const acquireOptions = (
   signal,
   ...(threadId === undefined ? {} : { prefer: threadId }),
   ...(settings.account === undefined ? {} : { account: settings.account }),
-  ...(settings.workspace === undefined ? {} : { workspace: settings.workspace })
+  ...(settings.workspace === undefined ? {} : { workspace: settings.workspace }),
+  ...(settings.estimatedTokens === undefined ? {} : { estimatedTokens: settings.estimatedTokens })
 })

@@ -4,26 +4,38 @@
  *
  * @internal
  */
-import { type Config, Context, Duration, Effect, Schema, Struct } from "effect"
+import { type Config, Context, Duration, Effect, Layer, Schema, Struct } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as Scope from "effect/Scope"
 import * as CodexWorker from "../CodexWorker.ts"
-import { type AccountExistsError, LeaseTimeoutError, UnknownAccountError, type WorkerSpawnError } from "../errors.ts"
+import {
+  type AccountExistsError,
+  LeaseTimeoutError,
+  PoolOptionsError,
+  type RateLimitedError,
+  UnknownAccountError,
+  type WorkspaceLimitError,
+  type WorkerSpawnError
+} from "../errors.ts"
+import * as RateLimits from "../RateLimits.ts"
 import * as WorkerPool from "../WorkerPool.ts"
 import type { AccountOptions, AccountStats, CodexWorkerPoolOptions, Options, Stats } from "./codexPoolTypes.ts"
 import { DEFAULT_ACCOUNT } from "./core.ts"
 import { type Logging, PoolLoggerSchema } from "./hostLogger.ts"
 import { registerPulled } from "./metrics.ts"
 import {
+  checkEffectAcquireOptions,
   CountOrInfinity,
   decodeOptions,
   DurationInput,
   durationOfMs,
   EnvSchema,
+  Function,
   IntAtLeast,
   Millis,
   ProcessOptionsFields,
   Timeout,
+  timeoutMillis,
   underEnv
 } from "./options.ts"
 import {
@@ -51,12 +63,56 @@ export const WorkerFactory = Context.Reference<MakeWorker>("codex-worker-pool/in
   defaultValue: () => CodexWorker.make
 })
 
-/** What an account changes of the default account's process options, and its cap. */
+const PositiveFinite = Schema.Finite.check(Schema.isGreaterThan(0))
+
+/** Requests and tokens per minute of one account (`rateLimits`). */
+const RateLimitsSchema = Schema.Struct({
+  requestsPerMinute: Schema.optional(PositiveFinite),
+  tokensPerMinute: Schema.optional(PositiveFinite)
+})
+
+/** Limits of one workspace. */
+const WorkspaceLimitsSchema = Schema.Struct({
+  requestsPerMinute: Schema.optional(PositiveFinite),
+  requestsPerDay: Schema.optional(PositiveFinite),
+  tokensPerMinute: Schema.optional(PositiveFinite),
+  tokensPerDay: Schema.optional(PositiveFinite)
+})
+
+/** The admission settings beside the limits (`rateLimitOptions`). */
+const RateLimitOptionsSchema = Schema.Struct({
+  defaultEstimatedTokens: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+  defaultCooldownMs: Schema.optional(PositiveFinite),
+  workspaceWarnAt: Schema.optional(PositiveFinite.check(Schema.isLessThanOrEqualTo(1))),
+  maxWorkspaceSeries: Schema.optional(IntAtLeast(0)),
+  instances: Schema.optional(IntAtLeast(1)),
+  storeTimeoutMs: Schema.optional(PositiveFinite),
+  probeIntervalMs: Schema.optional(PositiveFinite)
+})
+
+/** The rate-limit options of a pool (the facade adds `rateLimitStore`). */
+const RateLimitFields = {
+  rateLimits: Schema.optional(RateLimitsSchema),
+  workspaceLimits: Schema.optional(Schema.Union([Schema.Record(Schema.String, WorkspaceLimitsSchema), Function])),
+  rateLimitOptions: Schema.optional(RateLimitOptionsSchema)
+}
+
+/** Where the facade's rate-limit state lives when several instances share it. */
+const RateLimitStoreSchema = Schema.Struct({
+  redisUrl: Schema.String.check(
+    Schema.makeFilter((s: string) => /^rediss?:\/\/./.test(s) || "Expected a redis:// or rediss:// URL")
+  ),
+  prefix: Schema.optional(Schema.String),
+  connectTimeoutMs: Schema.optional(PositiveFinite)
+})
+
+/** What an account changes of the default account's process options, its cap and its rate limits. */
 const AccountSchema = Schema.Struct({
   env: Schema.optional(EnvSchema),
   codexHome: Schema.optional(Schema.String),
   args: Schema.optional(Schema.Array(Schema.String)),
-  maxWorkers: Schema.optional(WorkerCap)
+  maxWorkers: Schema.optional(WorkerCap),
+  rateLimits: Schema.optional(RateLimitsSchema)
 })
 
 /** The options of the service (`CodexWorkerPool.Options`). */
@@ -72,6 +128,7 @@ const OptionsSchema = Schema.Struct({
   shutdownTimeout: Schema.optional(DurationInput),
   name: Schema.optional(Schema.String),
   watchdog: Schema.optional(Schema.Boolean),
+  ...RateLimitFields,
   ...ProcessOptionsFields
 }).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
@@ -98,7 +155,8 @@ const FacadeOptionsSchema = Schema.Struct({
   killGraceMs: Schema.optional(Millis.check(Schema.isFinite())),
   processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
   debug: Schema.optional(Schema.Boolean),
-  logger: Schema.optional(PoolLoggerSchema)
+  logger: Schema.optional(PoolLoggerSchema),
+  rateLimitStore: Schema.optional(RateLimitStoreSchema)
 }).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /**
@@ -115,6 +173,7 @@ export const fromFacadeOptions = (options: CodexWorkerPoolOptions): Options => {
     leaseTimeoutMs,
     logger: _logger,
     processScanIntervalMs,
+    rateLimitStore: _rateLimitStore,
     shutdownTimeoutMs,
     spawnTimeoutMs,
     ...rest
@@ -137,7 +196,7 @@ export const fromFacadeOptions = (options: CodexWorkerPoolOptions): Options => {
 export type Settings = ReturnType<typeof settingsOf>
 
 /** The settings of validated service options. */
-const settingsOf = (o: Options, logging: Logging) => {
+const settingsOf = (o: Options, logging: Logging, rateLimitStore?: RateLimits.StoreOptions | undefined) => {
   const process: CodexWorker.ProcessOptions = {
     command: o.command,
     args: o.args,
@@ -167,7 +226,34 @@ const settingsOf = (o: Options, logging: Logging) => {
       provider: "codex"
     } satisfies Omit<WorkerPool.Options<unknown, never, never>, "acquire">,
     watchdog: o.watchdog ?? false,
-    logging
+    logging,
+    rateLimits: rateLimitsOf(o, rateLimitStore !== undefined),
+    /** The facade's shared store (`rateLimitStore`); the Effect service takes a `RateLimitsStore` from context. */
+    rateLimitStore,
+    /** The acquire budget (ms, 0: none) of a call that names no timeout: admission and the wait for a worker. */
+    acquireTimeoutMs: timeoutMillis(o.acquireTimeout, 0)
+  }
+}
+
+/**
+ * The options of the pool's rate-limit admission, or `undefined` when the
+ * pool has no rate-limit option at all (then there is no admission: the hot
+ * path is the plain pool's).
+ */
+const rateLimitsOf = (o: Options, sharedStore: boolean): RateLimits.Options | undefined => {
+  const accounts = Object.entries(o.accounts ?? {})
+  if (
+    !sharedStore && o.rateLimits === undefined && o.workspaceLimits === undefined && o.rateLimitOptions === undefined &&
+    accounts.every(([, account]) => account.rateLimits === undefined)
+  ) return undefined
+  const limits: Record<string, RateLimits.Limits> = {}
+  if (o.rateLimits !== undefined) limits[DEFAULT_ACCOUNT] = o.rateLimits
+  for (const [name, account] of accounts) if (account.rateLimits !== undefined) limits[name] = account.rateLimits
+  return {
+    ...o.rateLimitOptions,
+    limits,
+    workspaceLimits: o.workspaceLimits,
+    name: o.name ?? "codex"
   }
 }
 
@@ -176,6 +262,7 @@ export interface AccountSettings {
   readonly name: string
   readonly process: CodexWorker.ProcessOptions
   readonly maxWorkers: number
+  readonly rateLimits: RateLimits.Limits | undefined
 }
 
 /** The default account's process options overlaid with an account's (its `env` on top of theirs). */
@@ -191,7 +278,8 @@ const accountSettings = (
     codexHome: account.codexHome ?? defaults.codexHome,
     args: account.args ?? defaults.args
   },
-  maxWorkers: account.maxWorkers ?? Infinity
+  maxWorkers: account.maxWorkers ?? Infinity,
+  rateLimits: account.rateLimits
 })
 
 /** Validates the options of an account added at run time, throwing a `PoolOptionsError` naming the bad one. */
@@ -203,16 +291,16 @@ const validateAccount = (defaults: CodexWorker.ProcessOptions, name: string, acc
 /** Validates the service's options, throwing a `PoolOptionsError` naming the bad option. */
 export const validate = (options: Options): Settings =>
   // `env` values may be API keys: a message never shows them.
-  settingsOf(decodeOptions("CodexWorkerPool", OptionsSchema, options, underEnv), { debug: false, logger: undefined })
+  settingsOf(decodeOptions("CodexWorkerPool", OptionsSchema, options, underEnv) as Options, { debug: false, logger: undefined })
 
 /**
  * Validates the options of `createCodexWorkerPool`, throwing a
  * `PoolOptionsError` naming the bad option (by its facade name).
  */
 export const validateFacade = (options: CodexWorkerPoolOptions): Settings => {
-  const o = decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options, underEnv)
+  const o = decodeOptions("createCodexWorkerPool", FacadeOptionsSchema, options, underEnv) as CodexWorkerPoolOptions
   // The host's own logger object (the decoded copy has lost its `this`).
-  return settingsOf(fromFacadeOptions(o), { debug: o.debug ?? false, logger: options.logger })
+  return settingsOf(fromFacadeOptions(o), { debug: o.debug ?? false, logger: options.logger }, o.rateLimitStore)
 }
 
 /**
@@ -244,7 +332,9 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
   view: {
     readonly wrap: (worker: CodexWorker.CodexWorker) => W
     readonly unwrap: (held: W) => CodexWorker.CodexWorker
-  } = { wrap: (worker) => worker as W, unwrap: (held) => held as CodexWorker.CodexWorker }
+  } = { wrap: (worker) => worker as W, unwrap: (held) => held as CodexWorker.CodexWorker },
+  /** The pool's rate-limit admission, when it has rate-limit options: kept in step with `addAccount` / `removeAccount`. */
+  rateLimits?: RateLimits.Service | undefined
 ) =>
   Effect.gen(function*() {
     const workers = new Set<CodexWorker.CodexWorker>()
@@ -327,9 +417,16 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
      */
     const addAccount = (name: string, options: AccountOptions): AccountExistsError | undefined => {
       const account = validateAccount(settings.process, name, options)
+      if (account.rateLimits !== undefined && rateLimits === undefined) {
+        throw new PoolOptionsError({
+          message:
+            `Invalid addAccount options: rateLimits: the pool was made without rate limits; give it \`rateLimits\` or \`rateLimitOptions: {}\` when you create it to add accounts with limits.`
+        })
+      }
       const mine = newAccount()
       const exists = internals.addAccount(name, acquireFor(account.process, mine), account.maxWorkers)
       if (exists !== undefined) return exists
+      rateLimits?.setLimits(name, account.rateLimits)
       accounts.set(name, mine)
       registerAccountGauges(name, mine)
       return undefined
@@ -339,6 +436,7 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     const removeAccount: Internals<W>["removeAccount"] = (name) => {
       const done = internals.removeAccount(name)
       if (!(done instanceof UnknownAccountError)) {
+        rateLimits?.setLimits(name, undefined)
         accounts.get(name)?.removeGauges()
         accounts.delete(name)
       }
@@ -377,6 +475,94 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     )
     yield* Effect.addFinalizer(() => Effect.sync(removeGauges))
 
-    return { pool, workers, stats: Effect.map(pool.stats, statsNow), statsNow, addAccount, removeAccount }
+    return { pool, workers, stats: Effect.map(pool.stats, statsNow), statsNow, addAccount, removeAccount, internals }
   }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 
+
+/**
+ * The Effect service's rate-limit admission, in the current scope: on the
+ * `RateLimitsStore` in context, or a memory store of its own when there is
+ * none. Closed when the scope closes.
+ */
+export const makeRateLimits = (
+  options: RateLimits.Options
+): Effect.Effect<RateLimits.Service, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = yield* Effect.serviceOption(RateLimits.RateLimitsStore)
+    const context = store._tag === "Some"
+      ? Context.make(RateLimits.RateLimitsStore, store.value)
+      : yield* Layer.build(RateLimits.layerStoreMemory)
+    // Options were validated with the pool's: a failure here is a defect.
+    return yield* RateLimits.make(options).pipe(Effect.provideContext(context), Effect.orDie)
+  })
+
+/** Options of a Codex pool's acquire: the generic ones and the rate-limit ones. */
+export interface CodexAcquireOptions extends WorkerPool.AcquireOptions {
+  readonly workspace?: string | undefined
+  readonly estimatedTokens?: number | undefined
+}
+
+/**
+ * Feeds `reservation` every message of `worker` until the lease ends, then
+ * settles it: the returned function ends it (idempotent). The worker closing
+ * (a crash, a lease timeout's kill, shutdown) ends it too.
+ */
+export const chargeLease = (worker: CodexWorker.CodexWorker, reservation: RateLimits.Reservation): () => void => {
+  const off = worker.subscribe((message) => reservation.onNotification(message.method, message.params))
+  let offClose: (() => void) | undefined
+  const end = () => {
+    off()
+    offClose?.()
+    reservation.settle()
+  }
+  offClose = worker.onClose(end)
+  return end
+}
+
+/**
+ * `get`, `getWith` and `use` of the Effect service through rate-limit
+ * admission: a call waits for its turn (holding no worker), bounded by its
+ * acquire timeout, then waits for a worker with what is left of it; the
+ * lease's notifications are charged and the reservation settled as the lease
+ * ends. A call that gets no worker gives its reservation back.
+ */
+export const admitted = (
+  pool: WorkerPool.WorkerPool<CodexWorker.CodexWorker, WorkerSpawnError>,
+  rateLimits: RateLimits.Service,
+  defaultTimeoutMs: number
+) => {
+  const getWith = (
+    options: CodexAcquireOptions
+  ): Effect.Effect<CodexWorker.CodexWorker, WorkerSpawnError | WorkerPool.PoolError | RateLimitedError | WorkspaceLimitError, Scope.Scope> =>
+    Effect.suspend(() => {
+      const invalid = checkEffectAcquireOptions(options)
+      if (invalid !== undefined) return Effect.die(invalid)
+      const budget = timeoutMillis(options.timeout, defaultTimeoutMs)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          restore(rateLimits.admit({
+            key: options.account ?? DEFAULT_ACCOUNT,
+            workspace: options.workspace,
+            estimatedTokens: options.estimatedTokens,
+            timeoutMs: budget
+          })).pipe(Effect.catchTag("PoolOptionsError", (error) => Effect.die(error))),
+          (reservation) =>
+            restore(pool.getWith(
+              budget === 0 ? options : { ...options, timeout: Math.max(1, budget - reservation.waitedMs) }
+            )).pipe(
+              Effect.onError(() => Effect.sync(() => reservation.cancel())),
+              Effect.tap((worker) => {
+                const end = chargeLease(worker, reservation)
+                return Effect.addFinalizer(() => Effect.sync(end))
+              })
+            )
+        )
+      )
+    })
+  const get = getWith({})
+  const use = <A, E, R>(
+    f: (worker: CodexWorker.CodexWorker) => Effect.Effect<A, E, R>,
+    options?: CodexAcquireOptions
+  ) => Effect.scoped(Effect.flatMap(getWith(options ?? {}), f))
+  return { get, getWith, use }
+}

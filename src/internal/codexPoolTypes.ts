@@ -10,6 +10,8 @@
 import type { Duration } from "effect"
 import type * as Redacted from "effect/Redacted"
 import type * as CodexWorker from "../CodexWorker.ts"
+import type { RateLimitedError, WorkerSpawnError, WorkspaceLimitError } from "../errors.ts"
+import type * as RateLimits from "../RateLimits.ts"
 import type { PoolLogger } from "./hostLogger.ts"
 import type * as WorkerPool from "./poolTypes.ts"
 
@@ -55,7 +57,69 @@ export interface Options extends CodexWorker.ProcessOptions {
    * `poolSize` bounds the processes of all accounts together.
    */
   readonly accounts?: Readonly<Record<string, AccountOptions>> | undefined
+  /**
+   * Requests and tokens per minute of the default account's API key: a call
+   * that would go over one waits for admission before it takes a worker.
+   * Default: none. Any rate-limit option (this, an account's `rateLimits`,
+   * `workspaceLimits`, `rateLimitOptions`) turns admission on.
+   */
+  readonly rateLimits?: RateLimits.Limits | undefined
+  /**
+   * Limits per workspace (a call's `workspace`), per minute and per UTC day:
+   * a record, or a function returning them (`undefined`: none). A workspace
+   * at a limit is refused at once with `WorkspaceLimitError`.
+   */
+  readonly workspaceLimits?: RateLimits.Options["workspaceLimits"]
+  /**
+   * How admission works beside the limits: `defaultEstimatedTokens` (8000),
+   * `defaultCooldownMs` (2000), `workspaceWarnAt` (0.8), `maxWorkspaceSeries`
+   * (100), `instances` (1), `storeTimeoutMs` (500), `probeIntervalMs` (1000);
+   * see `RateLimits.Options`. `{}` turns admission on with no limit yet (for
+   * accounts added later with limits).
+   */
+  readonly rateLimitOptions?: RateLimitOptions | undefined
 }
+
+/**
+ * The settings of a pool's rate-limit admission beside the limits (see
+ * `RateLimits.Options`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RateLimitOptions = Pick<
+  RateLimits.Options,
+  | "defaultEstimatedTokens"
+  | "defaultCooldownMs"
+  | "workspaceWarnAt"
+  | "maxWorkspaceSeries"
+  | "instances"
+  | "storeTimeoutMs"
+  | "probeIntervalMs"
+>
+
+/**
+ * Options of one acquire of a Codex pool: `WorkerPool.AcquireOptions` and
+ * what its rate limits read. Bad ones are a defect (`PoolOptionsError`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AcquireOptions extends WorkerPool.AcquireOptions {
+  /** The workspace the call is charged to (usage and `workspaceLimits`). Default: none. */
+  readonly workspace?: string | undefined
+  /** Tokens reserved at admission (a finite number >= 0). Default: `rateLimitOptions.defaultEstimatedTokens`. */
+  readonly estimatedTokens?: number | undefined
+}
+
+/**
+ * How a Codex pool's acquire can fail: the pool's errors, and its rate
+ * limits' (only with rate-limit options).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type AcquireError = WorkerSpawnError | WorkerPool.PoolError | RateLimitedError | WorkspaceLimitError
 
 /**
  * An account of a Codex pool: how its workers differ from the default
@@ -91,6 +155,11 @@ export interface AccountOptions {
   readonly args?: ReadonlyArray<string> | undefined
   /** Most workers of this account at once. An integer >= 1; default: only `poolSize` limits it. */
   readonly maxWorkers?: number | undefined
+  /**
+   * Requests and tokens per minute of this account's API key. Default: none.
+   * Adding an account with limits needs a pool made with rate-limit options.
+   */
+  readonly rateLimits?: RateLimits.Limits | undefined
 }
 
 /**
@@ -168,4 +237,12 @@ export interface CodexWorkerPoolOptions extends
    * (the console).
    */
   readonly logger?: PoolLogger | undefined
+  /**
+   * Where the rate-limit state lives when several instances share the same
+   * API keys: a Redis server (`{ redisUrl, prefix?, connectTimeoutMs? }`).
+   * Default: this process's memory. While Redis is unreachable each instance
+   * admits at `limit / rateLimitOptions.instances`. Setting it turns
+   * admission on (the 429 cooldown and usage are then shared).
+   */
+  readonly rateLimitStore?: RateLimits.StoreOptions | undefined
 }

@@ -210,16 +210,35 @@ const callOptionsChecker = (
 
 const isString = (u: unknown): u is string => typeof u === "string"
 
-/** Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`, `account`, `prefer`. */
+/** A count of tokens: a finite number >= 0. */
+const isTokens = (u: unknown): u is number => typeof u === "number" && u >= 0 && u !== Infinity
+
+/** Schema of a count of tokens (`estimatedTokens`). */
+const Tokens = Schema.declare(isTokens, { expected: "a finite number >= 0" })
+
+/**
+ * Checks the options of a promise acquire or `use`: `signal`, `timeoutMs`,
+ * `account`, `prefer`, and the rate-limit ones `workspace` and
+ * `estimatedTokens` (read by a Codex pool with rate limits, ignored by others).
+ */
 export const checkAcquireOptions = callOptionsChecker(
   "acquire",
   Schema.Struct({
     signal: Schema.optional(AbortSignalSchema),
     timeoutMs: Schema.optional(Millis),
     account: Schema.optional(Schema.String),
-    prefer: Schema.optional(Schema.String)
+    prefer: Schema.optional(Schema.String),
+    workspace: Schema.optional(Schema.String),
+    estimatedTokens: Schema.optional(Tokens)
   }),
-  { signal: isAbortSignal, timeoutMs: isMillis, account: isString, prefer: isString }
+  {
+    signal: isAbortSignal,
+    timeoutMs: isMillis,
+    account: isString,
+    prefer: isString,
+    workspace: isString,
+    estimatedTokens: isTokens
+  }
 )
 
 /** Checks the options of a Codex handle's `request`: `signal`, `timeoutMs`. */
@@ -229,15 +248,21 @@ export const checkRequestOptions = callOptionsChecker(
   { signal: isAbortSignal, timeoutMs: isMillis }
 )
 
-/** Checks the options of an Effect `getWith` / `use`: `timeout`, `account`, `prefer`. */
+/**
+ * Checks the options of an Effect `getWith` / `use`: `timeout`, `account`,
+ * `prefer`, and the rate-limit ones `workspace` and `estimatedTokens` (read by
+ * a Codex pool with rate limits, ignored by others).
+ */
 export const checkEffectAcquireOptions = callOptionsChecker(
   "acquire",
   Schema.Struct({
     timeout: Schema.optional(Timeout),
     account: Schema.optional(Schema.String),
-    prefer: Schema.optional(Schema.String)
+    prefer: Schema.optional(Schema.String),
+    workspace: Schema.optional(Schema.String),
+    estimatedTokens: Schema.optional(Tokens)
   }),
-  { timeout: isTimeout, account: isString, prefer: isString }
+  { timeout: isTimeout, account: isString, prefer: isString, workspace: isString, estimatedTokens: isTokens }
 )
 
 /** Milliseconds of a validated duration; `Infinity` stays `Infinity`. */
