@@ -72,7 +72,6 @@ import * as path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -102,6 +101,7 @@ import * as ExitHooks from "./internal/exitHooks.ts"
 import * as JsonRpc from "./internal/jsonRpc.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import { withoutParentSpan } from "./internal/tracing.ts"
+import { decodeResult, trackClose } from "./internal/workerClose.ts"
 import type { Watchdog } from "./internal/watchdog.ts"
 
 export type {
@@ -458,27 +458,16 @@ export const make = (
       ).pipe(Effect.andThen(killAndReap), finalizing)
     )
 
-    let closeInfo: CloseInfo | undefined
-    // A listener's failure is logged with the worker maker's logger (the pool's).
-    const logContext = yield* Effect.context<never>()
-    const closedDeferred = Deferred.makeUnsafe<CloseInfo>()
-    const closeListeners = new Set<(info: CloseInfo) => void>()
     // Synchronous, before pending requests fail: whoever reacts to a failed
-    // request finds the worker already out of service.
-    channel.onClose((error) => {
-      const info: CloseInfo = error._tag === "WorkerCrashedError"
-        ? { code: error.code, signal: error.signal, error }
-        : { code: null, signal: null, error }
-      closeInfo = info
-      for (const listener of closeListeners) {
-        try {
-          listener(info)
-        } catch (cause) {
-          Effect.runForkWith(logContext)(Effect.logWarning("codex worker: an onClose listener threw", cause))
-        }
-      }
-      closeListeners.clear()
-      Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
+    // request finds the worker already out of service. A listener's failure is
+    // logged with the worker maker's logger (the pool's).
+    const closing = trackClose(channel, {
+      toInfo: (error): CloseInfo =>
+        error._tag === "WorkerCrashedError"
+          ? { code: error.code, signal: error.signal, error }
+          : { code: null, signal: null, error },
+      logContext: yield* Effect.context<never>(),
+      label: "codex worker"
     })
     // Whatever ended the channel, nothing of this worker may outlive it.
     yield* Effect.forkScoped(finalizing(Effect.andThen(channel.closed, killTree)))
@@ -530,16 +519,9 @@ export const make = (
       respondError: channel.respondError,
       messages: channel.messages,
       subscribe: channel.subscribe,
-      onClose: (listener) => {
-        if (closeInfo !== undefined) {
-          listener(closeInfo)
-          return () => {}
-        }
-        closeListeners.add(listener)
-        return () => void closeListeners.delete(listener)
-      },
-      closed: Deferred.await(closedDeferred),
-      closeInfo: () => closeInfo,
+      onClose: closing.onClose,
+      closed: closing.closed,
+      closeInfo: closing.closeInfo,
       processCount: () => tree.liveCount(),
       residentBytes: () => tree.residentBytes(),
       // The kill is this caller's, whichever fiber gets to it first (the
@@ -563,10 +545,3 @@ const plainEnv = (
   )
 }
 
-/** Decodes a request's result with `schema`, failing with `ResponseDecodeError` naming the method. */
-const decodeResult = <A>(method: string, schema: Schema.Decoder<A>) => {
-  // Every issue, not only the first: the message is for a person finding a version mismatch.
-  const decode = Schema.decodeUnknownEffect(schema, { errors: "all" })
-  return (result: unknown): Effect.Effect<A, ResponseDecodeError> =>
-    Effect.mapError(decode(result), (error) => new ResponseDecodeError({ method, issue: error.message, result }))
-}

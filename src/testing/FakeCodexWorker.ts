@@ -39,11 +39,9 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as CodexProtocol from "../CodexProtocol.ts"
@@ -51,11 +49,11 @@ import type * as CodexWorker from "../CodexWorker.ts"
 import {
   ChannelClosedError,
   type LeaseTimeoutError,
-  ResponseDecodeError,
   WorkerCrashedError,
   WorkerSpawnError
 } from "../errors.ts"
 import * as JsonRpc from "../internal/jsonRpc.ts"
+import { type CloseTracking, decodeResult, trackClose } from "../internal/workerClose.ts"
 
 /**
  * Fake pids start above this: 2^22, the highest `pid_max` Linux allows.
@@ -241,7 +239,9 @@ export const make = (
     }>()
     let nextServerRequestId = 0
     let crash: WorkerCrashedError | undefined
-    let closeInfo: CodexWorker.CloseInfo | undefined
+    // Set once the channel exists (below); until then the worker has not closed.
+    let closing: CloseTracking<CodexWorker.CloseInfo> | undefined
+    const closeInfo = () => closing?.closeInfo()
     let finalized = false
     let outputEnded = false
 
@@ -286,10 +286,10 @@ export const make = (
         endOutput()
       },
       get closed() {
-        return closeInfo !== undefined
+        return closeInfo() !== undefined
       },
       get closeInfo() {
-        return closeInfo
+        return closeInfo()
       },
       get finalized() {
         return finalized
@@ -397,24 +397,16 @@ export const make = (
       )
     )
 
-    const closedDeferred = Deferred.makeUnsafe<CodexWorker.CloseInfo>()
-    const closeListeners = new Set<(info: CodexWorker.CloseInfo) => void>()
-    channel.onClose((error) => {
-      const info: CodexWorker.CloseInfo = error._tag === "WorkerCrashedError"
-        ? { code: error.code, signal: error.signal, error }
-        : { code: null, signal: null, error }
-      closeInfo = info
-      endOutput()
-      for (const listener of closeListeners) {
-        try {
-          listener(info)
-        } catch (cause) {
-          Effect.runForkWith(logContext)(Effect.logWarning("fake codex worker: an onClose listener threw", cause))
-        }
-      }
-      closeListeners.clear()
-      Deferred.doneUnsafe(closedDeferred, Effect.succeed(info))
+    const tracking = trackClose(channel, {
+      toInfo: (error): CodexWorker.CloseInfo =>
+        error._tag === "WorkerCrashedError"
+          ? { code: error.code, signal: error.signal, error }
+          : { code: null, signal: null, error },
+      logContext,
+      label: "fake codex worker",
+      beforeListeners: () => endOutput()
     })
+    closing = tracking
 
     const spawnTimeoutMs = Duration.toMillis(options.spawnTimeout ?? 30_000)
     const initializeResult = yield* channel.request("initialize", {
@@ -450,27 +442,16 @@ export const make = (
       request: (method, params, requestOptions) => channel.request(method, params, requestOptions),
       call: channel.request as CodexWorker.CodexWorker["call"],
       requestSchema: (method, params, schema, requestOptions) =>
-        Effect.flatMap(channel.request(method, params, requestOptions), (result) =>
-          Effect.mapError(
-            Schema.decodeUnknownEffect(schema)(result),
-            (error) => new ResponseDecodeError({ method, issue: error.message, result })
-          )),
+        Effect.flatMap(channel.request(method, params, requestOptions), decodeResult(method, schema)),
       notify: channel.notify,
       respond: channel.respond,
       respondError: channel.respondError,
       messages: channel.messages,
       subscribe: channel.subscribe,
-      onClose: (listener) => {
-        if (closeInfo !== undefined) {
-          listener(closeInfo)
-          return () => {}
-        }
-        closeListeners.add(listener)
-        return () => void closeListeners.delete(listener)
-      },
-      closed: Deferred.await(closedDeferred),
-      closeInfo: () => closeInfo,
-      processCount: () => (closeInfo === undefined ? 1 : 0),
+      onClose: tracking.onClose,
+      closed: tracking.closed,
+      closeInfo: tracking.closeInfo,
+      processCount: () => (closeInfo() === undefined ? 1 : 0),
       residentBytes: () => 0,
       terminate: (error) => Effect.andThen(channel.shutdown(error), Effect.sync(endOutput))
     }
