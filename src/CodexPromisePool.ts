@@ -60,7 +60,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, type Context, Effect, Exit, identity, Layer, Scope } from "effect"
+import { type Context, Effect, Exit, identity, Layer, Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import type * as CodexProtocol from "./CodexProtocol.ts"
 import type * as CodexWorker from "./CodexWorker.ts"
@@ -68,8 +68,7 @@ import type * as CodexWorkerPool from "./CodexWorkerPool.ts"
 import {
   type AccountExistsError,
   PoolOptionsError,
-  UnknownAccountError,
-  WorkerNotLeasedError
+  UnknownAccountError
 } from "./errors.ts"
 import { chargeLease, makeParts, type MakeWorker, validateFacade, WorkerFactory } from "./internal/codexPool.ts"
 import type { CodexWorkerPoolOptions } from "./internal/codexPoolTypes.ts"
@@ -78,6 +77,7 @@ import * as RateLimits from "./RateLimits.ts"
 import { registerPulled } from "./internal/metrics.ts"
 import type { Slot } from "./internal/core.ts"
 import { withLogging } from "./internal/hostLogger.ts"
+import { notLeased, toPromise } from "./internal/leasePromises.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "./internal/jsonRpc.ts"
 import { checkAcquireOptions, checkRequestOptions } from "./internal/options.ts"
 import { CoreKey, type Internals } from "./internal/poolInternals.ts"
@@ -216,30 +216,6 @@ interface RequestCallOptions {
   readonly signal?: AbortSignal | undefined
   readonly timeoutMs?: number | undefined
 }
-
-/**
- * Runs `effect` with the pool's logging (`context`), settling with its value,
- * its failure, or `signal.reason` on abort.
- */
-const toPromise = <A, E>(context: Context.Context<never>, effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
-  if (signal?.aborted) return Promise.reject(signal.reason)
-  return new Promise<A>((resolve, reject) => {
-    const fiber = Effect.runForkWith(context)(effect)
-    const onAbort = () => {
-      reject(signal!.reason)
-      fiber.interruptUnsafe()
-    }
-    signal?.addEventListener("abort", onAbort, { once: true })
-    fiber.addObserver((exit) => {
-      signal?.removeEventListener("abort", onAbort)
-      if (Exit.isSuccess(exit)) resolve(exit.value)
-      else if (!Cause.hasInterruptsOnly(exit.cause)) reject(Cause.squash(exit.cause))
-    })
-  })
-}
-
-const notLeased = (operation: "request" | "notify" | "respond" | "respondError") =>
-  Promise.reject(new WorkerNotLeasedError({ operation }))
 
 const noop = () => {}
 

@@ -24,37 +24,16 @@
  *
  * @internal
  */
-import { Cause, type Context, Deferred, Effect, Exit, Scope } from "effect"
+import { type Context, Deferred, Effect, Exit, Scope } from "effect"
 import type { CloseEvent, CodexWorkerHandle } from "../CodexPromisePool.ts"
 import type * as CodexWorker from "../CodexWorker.ts"
 import type * as CodexWorkerPool from "../CodexWorkerPool.ts"
-import { WorkerNotLeasedError } from "../errors.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "../internal/jsonRpc.ts"
+import { notLeased, toPromise } from "../internal/leasePromises.ts"
 import { checkRequestOptions } from "../internal/options.ts"
 import type { CodexPoolLike } from "../ai-sdk/turn.ts"
 
 const noop = () => {}
-
-/** Runs `effect` as a fiber with `context`, settling with its value, its failure, or `signal.reason` on abort. */
-const toPromise = <A, E>(context: Context.Context<never>, effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> => {
-  if (signal?.aborted) return Promise.reject(signal.reason)
-  return new Promise<A>((resolve, reject) => {
-    const fiber = Effect.runForkWith(context)(effect)
-    const onAbort = () => {
-      reject(signal!.reason)
-      fiber.interruptUnsafe()
-    }
-    signal?.addEventListener("abort", onAbort, { once: true })
-    fiber.addObserver((exit) => {
-      signal?.removeEventListener("abort", onAbort)
-      if (Exit.isSuccess(exit)) resolve(exit.value)
-      else if (!Cause.hasInterruptsOnly(exit.cause)) reject(Cause.squash(exit.cause))
-    })
-  })
-}
-
-const notLeased = (operation: "request" | "notify" | "respond" | "respondError") =>
-  Promise.reject(new WorkerNotLeasedError({ operation }))
 
 /**
  * A leased worker. `pool` is what `Turn` releases it through; `owner` is set
