@@ -17,11 +17,12 @@
  * the result back into the same turn. Offline, the model server calls the
  * tool, then answers with what it returned.
  *
- * Rate limits: the prompts above are charged to workspace "acme"; then two
- * prompts of an account "metered" (tokensPerMinute 60000, each reserving
- * 31500 tokens) show admission: the second waits about 3 s for its turn
- * while a worker sits idle (a throttled call holds no worker), and a table
- * shows each workspace's usage this minute.
+ * Rate limits: the prompts above are charged to workspace "acme"; then 16
+ * prompts of an account "metered" (requestsPerMinute 15: a burst of 15, then
+ * one request every 4 s) show admission: 15 are admitted at once and queue
+ * for the workers, the 16th waits about 4 s for admission while the workers
+ * sit idle (a throttled call holds no worker), and a table shows each
+ * workspace's usage this minute.
  *
  * Flags: --pool-size N (2), --requests N (6), --abort K (request K is aborted
  * while queued; 0: none; default the last), --openai (talk to the real
@@ -134,7 +135,7 @@ const main = async () => {
     capabilities: { experimentalApi: true },
     name: "demo",
     // Rate limits of the API key of the account "metered" (the default account has none).
-    accounts: { metered: { rateLimits: { tokensPerMinute: 60_000 } } }
+    accounts: { metered: { rateLimits: { requestsPerMinute: METERED_RPM } } }
   })
   const model = server === undefined ? flags.model : "mock-model"
   console.log(
@@ -367,20 +368,28 @@ const showToolCall = async (
   }
 }
 
+/** Requests per minute of the account "metered": a burst of 15, then one every 4 s. */
+const METERED_RPM = 15
+
 /**
- * Two prompts of the account "metered" (tokensPerMinute 60000), each
- * reserving 31500 tokens: the second waits about 3 s for admission, holding
- * no worker; then the usage of each workspace this minute.
+ * METERED_RPM + 1 prompts of the account "metered" at once: the burst is
+ * admitted at once (and queues for the workers), the last waits about
+ * 60 / METERED_RPM s for admission, holding no worker; then the usage of
+ * each workspace this minute.
  */
 const showRateLimits = async (pool: ReturnType<typeof createCodexWorkerPool>, model: string): Promise<boolean> => {
-  console.log("\nRate limits: account \"metered\" at 60000 tokens per minute, two prompts reserving 31500 tokens each")
+  const count = METERED_RPM + 1
+  console.log(
+    `\nRate limits: account "metered" at ${METERED_RPM} requests per minute ` +
+      `(a burst of ${METERED_RPM}, then one every ${60 / METERED_RPM} s), ${count} prompts at once`
+  )
   const t0 = performance.now()
-  let idleWhileWaiting = -1
+  const admittedAt: Array<number> = []
   const codex = createCodexProvider({
     pool: {
       acquire: async (options) => {
         const worker = await pool.acquire(options)
-        console.log(`  admitted after ${Math.round(performance.now() - t0)} ms, worker pid ${worker.pid}`)
+        admittedAt.push(Math.round(performance.now() - t0))
         return worker
       },
       release: (worker) => pool.release(worker),
@@ -392,23 +401,27 @@ const showRateLimits = async (pool: ReturnType<typeof createCodexWorkerPool>, mo
     generateText({
       model: codex(model),
       prompt: `Metered prompt ${n}: say something short.`,
-      providerOptions: { codex: { account: "metered", workspace: "globex", estimatedTokens: 31_500 } }
+      providerOptions: { codex: { account: "metered", workspace: "globex" } }
     })
   try {
-    const first = prompt(1)
-    const second = prompt(2)
-    await new Promise((resolve) => setTimeout(resolve, 1_000))
-    const stats = pool.stats()
-    idleWhileWaiting = stats.idle
-    console.log(`  while the second waits: busy ${stats.busy}, idle ${stats.idle} (a throttled call holds no worker)`)
-    await Promise.all([first, second])
-    const elapsed = Math.round(performance.now() - t0)
+    const burst = Array.from({ length: METERED_RPM }, (_, i) => prompt(i + 1))
+    const last = prompt(count)
+    await Promise.all(burst)
+    const burstDone = Math.round(performance.now() - t0)
+    console.log(`  prompts 1-${METERED_RPM}: admitted at once, ran on ${pool.stats().processes} workers, done after ${burstDone} ms`)
+    if (admittedAt.length === METERED_RPM) {
+      const stats = pool.stats()
+      console.log(`  prompt ${count} still waits for admission: busy ${stats.busy}, idle ${stats.idle} (a throttled call holds no worker)`)
+    }
+    await last
+    const waited = admittedAt[admittedAt.length - 1]!
+    console.log(`  prompt ${count}: admitted after ${waited} ms (waited for the next request of the bucket)`)
     console.log("\n  workspace  requests  tokens (this minute)")
     for (const workspace of ["acme", "globex"]) {
       const usage = await pool.usage(workspace)
       console.log(`  ${workspace.padEnd(9)}  ${String(usage.minute.requests).padStart(8)}  ${usage.minute.totalTokens}`)
     }
-    return flags.openai || (elapsed >= 2_500 && idleWhileWaiting >= 0)
+    return flags.openai || waited >= 3_000
   } catch (error) {
     console.log(`  failed: ${(error as Error).message}`)
     return false

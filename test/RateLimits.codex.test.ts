@@ -13,6 +13,12 @@
  * `retry-after` that codex retries by itself (stream_max_retries 1) reports a
  * cooldown and the turn still completes, settled to its real usage.
  *
+ * The same end to end through the pool's own admission (`createCodexWorkerPool`
+ * with `rateLimits`, calls with `workspace` / `estimatedTokens`): a real
+ * turn's usage shows in `pool.usage(workspace)` after release; a 429 without
+ * `retry-after` makes the next `pool.acquire` with a short `timeoutMs` fail
+ * with `RateLimitedError { limit: "cooldown" }`.
+ *
  * Process hygiene as in realCodexPool.test.ts: marker, fresh CODEX_HOME,
  * shutdown, /proc check, SIGKILL of marked survivors by PID.
  */
@@ -20,7 +26,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Effect } from "effect"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import type { CodexPromiseWorkerPool, CodexWorkerHandle } from "../src/CodexPromisePool.ts"
+import type { AcquireOptions, CodexPromiseWorkerPool, CodexWorkerHandle, CodexWorkerPoolOptions } from "../src/CodexPromisePool.ts"
 import { RateLimitedError } from "../src/errors.ts"
 import { createCodexWorkerPool } from "../src/node.ts"
 import * as RateLimits from "../src/RateLimits.ts"
@@ -127,15 +133,21 @@ afterEach(async () => {
   home.cleanup()
 })
 
-/** A pool of one real codex worker whose provider retries a streamed 429 once (when it has `retry-after`). */
-const makePool = (): CodexPromiseWorkerPool => {
+/**
+ * A pool of one real codex worker whose provider retries a streamed 429 once
+ * (when it has `retry-after`); `limits`: the pool's rate-limit options.
+ */
+const makePool = (
+  limits: Pick<CodexWorkerPoolOptions, "rateLimits" | "rateLimitOptions"> = {}
+): CodexPromiseWorkerPool => {
   const provider = `{name="Mock",base_url="${front.url}",env_key="${MOCK_API_KEY_ENV}",` +
     `wire_api="responses",request_max_retries=0,stream_max_retries=1}`
   const pool = createCodexWorkerPool({
     command: codexBinaryPath(),
     args: markedCodexArgs(front.url, marker, { config: [`model_providers.mock=${provider}`] }),
     env: codexEnv({ codexHome: home.path }),
-    poolSize: 1
+    poolSize: 1,
+    ...limits
   })
   closers.push(() => pool.shutdown())
   return pool
@@ -178,6 +190,23 @@ const runTurn = async (
     await Effect.runPromise(limits.flush)
   }
 }
+
+/** One turn through the pool's own admission (`pool.use` with `options`); its final status. */
+const poolTurn = (pool: CodexPromiseWorkerPool, options: AcquireOptions, text: string): Promise<string> =>
+  pool.use(async (worker: CodexWorkerHandle) => {
+    let resolveDone: (status: string) => void = () => {}
+    const done = new Promise<string>((resolve) => (resolveDone = resolve))
+    const stop = worker.onMessage((message) => {
+      if ("method" in message && message.method === "turn/completed") resolveDone((message.params as any)?.turn?.status)
+    })
+    try {
+      const { thread } = await worker.request("thread/start", { ephemeral: true }) as { thread: { id: string } }
+      await worker.request("turn/start", { threadId: thread.id, input: [{ type: "text", text, text_elements: [] }] })
+      return await within(done, "turn/completed", WAIT_MS)
+    } finally {
+      stop()
+    }
+  }, options)
 
 describe("RateLimits with the real codex binary", { timeout: 40_000 }, () => {
   it("charges the usage codex reports in thread/tokenUsage/updated and counts it for the workspace", async () => {
@@ -224,6 +253,30 @@ describe("RateLimits with the real codex binary", { timeout: 40_000 }, () => {
     expect(reservation.tokens).toBe(120)
     expect(reservation.chargedTokens).toBe(120)
     expect(limits.cooldownRemaining("default")).toBeGreaterThan(0)
+    await within(pool.shutdown(), "shutdown", WAIT_MS)
+    expect(findMarkedProcesses(marker)).toEqual([])
+  })
+
+  it("through the pool: a real turn's usage (thread/tokenUsage/updated) shows in pool.usage(workspace) after release", async () => {
+    const pool = makePool({ rateLimits: { requestsPerMinute: 100, tokensPerMinute: 100_000 } })
+    expect(await poolTurn(pool, { workspace: "acme", estimatedTokens: 5_000 }, "hello")).toBe("completed")
+    const usage = await pool.usage("acme")
+    // What codex reported, not the 5000 estimated.
+    expect(usage.minute).toMatchObject({ requests: 1, inputTokens: 100, outputTokens: 20, totalTokens: 120 })
+    expect(usage.day).toMatchObject({ requests: 1, totalTokens: 120 })
+    expect((await pool.usage("other")).minute).toMatchObject({ requests: 0, totalTokens: 0 })
+    await within(pool.shutdown(), "shutdown", WAIT_MS)
+    expect(findMarkedProcesses(marker)).toEqual([])
+  })
+
+  it("through the pool: a 429 without retry-after puts the account in cooldown; the next acquire with a short timeout is refused", async () => {
+    const pool = makePool({ rateLimits: { tokensPerMinute: 100_000 }, rateLimitOptions: { defaultCooldownMs: 4_000 } })
+    front.plan.push("429")
+    expect(await poolTurn(pool, { estimatedTokens: 5_000 }, "first")).toBe("failed")
+    expect(front.answered).toContain("429")
+    const refused = await pool.acquire({ timeoutMs: 500 }).then(() => undefined, (e) => e)
+    expect(refused).toBeInstanceOf(RateLimitedError)
+    expect(refused).toMatchObject({ limit: "cooldown", account: "default" })
     await within(pool.shutdown(), "shutdown", WAIT_MS)
     expect(findMarkedProcesses(marker)).toEqual([])
   })
