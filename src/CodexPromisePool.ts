@@ -560,7 +560,7 @@ export const makeCodexPromisePool = (
   try {
     const context = Effect.runSync(Scope.provide(Layer.build(spawner), scope))
     const parts = Effect.runSync(
-      makeParts(settings, undefined, rateLimits?.service).pipe(
+      makeParts(settings, rateLimits?.service).pipe(
         withLogging(settings.logging),
         makeWorker === undefined ? identity : Effect.provideService(WorkerFactory, makeWorker),
         Scope.provide(scope),

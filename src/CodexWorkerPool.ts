@@ -154,7 +154,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Child
     return Effect.gen(function*() {
       // Made first, so closed after the pool: waiting calls fail with PoolShutdownError then.
       const rateLimits = yield* makeRateLimits(rateLimitOptions)
-      const parts = yield* makeParts(settings, undefined, rateLimits)
+      const parts = yield* makeParts(settings, rateLimits)
       return {
         ...serviceOf(parts),
         ...admitted(parts.pool, rateLimits, settings.acquireTimeoutMs),
@@ -173,7 +173,7 @@ const noRateLimits = (workspace: string) =>
   )
 
 const serviceOf = (
-  { addAccount, pool, removeAccount, stats }: Effect.Success<ReturnType<typeof makeParts<CodexWorker.CodexWorker>>>
+  { addAccount, pool, removeAccount, stats }: Effect.Success<ReturnType<typeof makeParts>>
 ): Service => ({
     get: pool.get,
     getWith: pool.getWith,

@@ -321,18 +321,15 @@ export const processStats = (workers: ReadonlySet<CodexWorker.CodexWorker>) => {
   return { processes, residentBytes }
 }
 
+type Worker = CodexWorker.CodexWorker
+
 /**
  * The pool's parts, shared by the service and the promise facade: the
- * generic pool over Codex workers (or a view of them), the live workers, the
- * process gauges, the crash invalidation and the lease-timeout kill.
+ * generic pool over Codex workers, the live workers, the process gauges, the
+ * crash invalidation and the lease-timeout kill.
  */
-export const makeParts = <W = CodexWorker.CodexWorker>(
+export const makeParts = (
   settings: Settings,
-  /** How the pool holds a worker: the worker itself, or a view of it (the promise facade's handle). */
-  view: {
-    readonly wrap: (worker: CodexWorker.CodexWorker) => W
-    readonly unwrap: (held: W) => CodexWorker.CodexWorker
-  } = { wrap: (worker) => worker as W, unwrap: (held) => held as CodexWorker.CodexWorker },
   /** The pool's rate-limit admission, when it has rate-limit options: kept in step with `addAccount` / `removeAccount`. */
   rateLimits?: RateLimits.Service | undefined
 ) =>
@@ -342,7 +339,7 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     const watchdog = settings.watchdog ? startWatchdog({ args: ["--codex-worker-pool-watchdog"] }) : undefined
     if (watchdog !== undefined) yield* Effect.addFinalizer(() => Effect.sync(() => watchdog.stop()))
     // Set once the pool exists; a worker that closes before that has no lease to end.
-    let invalidate: (held: W) => void = () => {}
+    let invalidate: (worker: Worker) => void = () => {}
     /** The live workers of one account, and the removal of its gauges once they are registered. */
     interface AccountWorkers {
       readonly workers: Set<CodexWorker.CodexWorker>
@@ -353,7 +350,6 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     const acquireFor = (process: CodexWorker.ProcessOptions, mine: AccountWorkers) =>
       Effect.gen(function*() {
         const worker = yield* makeWorker(process, watchdog)
-        const held = view.wrap(worker)
         workers.add(worker)
         mine.workers.add(worker)
         yield* Effect.addFinalizer(() =>
@@ -362,8 +358,8 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
             mine.workers.delete(worker)
           })
         )
-        worker.onClose(() => invalidate(held))
-        return held
+        worker.onClose(() => invalidate(worker))
+        return worker
       })
     const newAccount = (): AccountWorkers => ({ workers: new Set(), removeGauges: () => {} })
     const defaultAccount = newAccount()
@@ -373,20 +369,18 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
       accounts.set(account.name, mine)
       return [account.name, { acquire: acquireFor(account.process, mine), maxWorkers: account.maxWorkers }] as const
     })
-    const pool = yield* WorkerPool.make<W, WorkerSpawnError, ChildProcessSpawner>({
+    const pool = yield* WorkerPool.make<Worker, WorkerSpawnError, ChildProcessSpawner>({
       acquire: acquireFor(settings.process, defaultAccount),
       maxWorkers: settings.maxWorkers,
       accounts: Object.fromEntries(initial),
       ...settings.pool,
-      onLeaseTimeout: (held, leaseTimeout) => {
-        const worker = view.unwrap(held)
-        return worker.terminate(
+      onLeaseTimeout: (worker, leaseTimeout) =>
+        worker.terminate(
           new LeaseTimeoutError({ leaseTimeoutMs: Duration.toMillis(leaseTimeout), pid: worker.pid })
         )
-      }
     })
-    invalidate = (held) => Effect.runSync(pool.invalidate(held))
-    const internals = (pool as WorkerPool.WorkerPool<W, WorkerSpawnError> & { readonly [CoreKey]: Internals<W> })[CoreKey]
+    invalidate = (worker) => Effect.runSync(pool.invalidate(worker))
+    const internals = (pool as WorkerPool.WorkerPool<Worker, WorkerSpawnError> & { readonly [CoreKey]: Internals<Worker> })[CoreKey]
     const context = yield* Effect.context<never>()
 
     /** Registers the process gauges of an account (attribute `account`). */
@@ -433,7 +427,7 @@ export const makeParts = <W = CodexWorker.CodexWorker>(
     }
 
     /** Removes an account (see `Internals.removeAccount`) and its gauges. */
-    const removeAccount: Internals<W>["removeAccount"] = (name) => {
+    const removeAccount: Internals<Worker>["removeAccount"] = (name) => {
       const done = internals.removeAccount(name)
       if (!(done instanceof UnknownAccountError)) {
         rateLimits?.setLimits(name, undefined)
