@@ -7,7 +7,8 @@
  * hand-off, abort with `AbortSignal`, optional acquire timeout and queue
  * bound, shutdown that rejects every waiter with `PoolShutdownError` and
  * finalizes every worker. Acquire and release run synchronously on the core:
- * no fiber, timer or scheduler hop per call (one timer serves the whole pool).
+ * no fiber, timer or scheduler hop per call (one timer serves the whole pool;
+ * with `leaseTimeoutMs` set, each lease also gets a timer fiber of its own).
  *
  * Limits: a promise that has resolved cannot be taken back, so a signal that
  * aborts after the worker was handed over does not release it: the caller

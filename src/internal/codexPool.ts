@@ -15,7 +15,7 @@ import {
   type RateLimitedError,
   UnknownAccountError,
   type WorkspaceLimitError,
-  type WorkerSpawnError
+  WorkerSpawnError
 } from "../errors.ts"
 import * as RateLimits from "../RateLimits.ts"
 import * as WorkerPool from "../WorkerPool.ts"
@@ -359,6 +359,14 @@ export const makeParts = (
           })
         )
         worker.onClose(() => invalidate(worker))
+        // Closed before the pool knows it (the invalidate above found no slot):
+        // a worker that died at once is a failed spawn, never a worker in service.
+        const closed = worker.closeInfo()
+        if (closed !== undefined) {
+          return yield* Effect.fail(
+            new WorkerSpawnError({ command: process.command ?? "codex", reason: "ExitedEarly", pid: worker.pid, cause: closed.error })
+          )
+        }
         return worker
       })
     const newAccount = (): AccountWorkers => ({ workers: new Set(), removeGauges: () => {} })
@@ -472,7 +480,6 @@ export const makeParts = (
     return { pool, workers, stats: Effect.map(pool.stats, statsNow), statsNow, addAccount, removeAccount, internals }
   }).pipe(Effect.withSpan("CodexWorkerPool.make", { attributes: { pool: settings.pool.name } }))
 
-
 /**
  * The Effect service's rate-limit admission, in the current scope: on the
  * `RateLimitsStore` in context, or a memory store of its own when there is
@@ -504,7 +511,10 @@ export interface CodexAcquireOptions extends WorkerPool.AcquireOptions {
 export const chargeLease = (worker: CodexWorker.CodexWorker, reservation: RateLimits.Reservation): () => void => {
   const off = worker.subscribe((message) => reservation.onNotification(message.method, message.params))
   let offClose: (() => void) | undefined
+  let ended = false
   const end = () => {
+    if (ended) return
+    ended = true
     off()
     offClose?.()
     reservation.settle()

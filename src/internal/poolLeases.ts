@@ -5,7 +5,9 @@
  *
  * Guarantees: an acquire served by an idle worker builds no Effect for
  * waiting and makes no span; it costs `core.take()`, one exit handler (`use`)
- * or finalizer (`get`), and nothing else. Otherwise the waiting path
+ * or finalizer (`get`), and, only when the pool has a `leaseTimeout` (the
+ * Codex pools' default is 5 minutes), the lease's timer fiber, which the
+ * driver forks at the lease and interrupts at its release. Otherwise the waiting path
  * (`poolWaiters.ts`) takes over. A lease is released exactly once, however
  * the caller's scope or `f` ends, and a stale release (of a lease that has
  * already ended, e.g. after a lease timeout) is refused by the core. A `f`

@@ -172,7 +172,6 @@ const useWorker = <W, A, E>(f: (worker: W) => Effect.Effect<A, E, any>, worker: 
   }
 }
 
-
 /** The waiting path of one pool's `get` and `use`. */
 export interface Waiting<W, E> {
   /** Waits in the queue for a worker, for `get`; `restore` is the caller's interruptibility. */
@@ -257,7 +256,7 @@ export const makeWaiting = <W, E>(
       () =>
         Effect.sync(() => {
           if (core.cancel(waiter)) waiter.interrupted()
-          else if (waiter.slot !== undefined) core.release(waiter.slot)
+          else if (waiter.slot !== undefined) core.release(waiter.slot, waiter.lease)
         })
     )
 
