@@ -79,7 +79,8 @@ import {
   RateLimitsStore
 } from "./internal/admissionStore.ts"
 import { AdmissionMetricNames } from "./internal/admissionMetrics.ts"
-import { decodeOptions, Function, IntAtLeast } from "./internal/options.ts"
+import { LimitsSchema, SettingsFields, StoreOptionsSchema, WorkspaceLimitsOption } from "./internal/admissionSchema.ts"
+import { decodeOptions } from "./internal/options.ts"
 
 // Pure readers of the leased worker's notifications (see internal/admissionNotifications.ts).
 export { rateLimitSignalOf, retryAfterMsOf, tokenUsageOf } from "./internal/admissionNotifications.ts"
@@ -215,35 +216,11 @@ export interface Service {
  */
 export class RateLimits extends Context.Service<RateLimits, Service>()("codex-worker-pool/RateLimits") {}
 
-const PositiveFinite = Schema.Finite.check(Schema.isGreaterThan(0))
-const LimitsSchema = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveFinite),
-  tokensPerMinute: Schema.optional(PositiveFinite)
-})
-const WorkspaceLimitsSchema = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveFinite),
-  requestsPerDay: Schema.optional(PositiveFinite),
-  tokensPerMinute: Schema.optional(PositiveFinite),
-  tokensPerDay: Schema.optional(PositiveFinite)
-})
 const OptionsSchema = Schema.Struct({
   limits: Schema.optional(Schema.Record(Schema.String, LimitsSchema)),
-  defaultEstimatedTokens: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
-  defaultCooldownMs: Schema.optional(PositiveFinite),
-  workspaceLimits: Schema.optional(Schema.Union([Schema.Record(Schema.String, WorkspaceLimitsSchema), Function])),
-  workspaceWarnAt: Schema.optional(PositiveFinite.check(Schema.isLessThanOrEqualTo(1))),
-  maxWorkspaceSeries: Schema.optional(IntAtLeast(0)),
-  instances: Schema.optional(IntAtLeast(1)),
-  storeTimeoutMs: Schema.optional(PositiveFinite),
-  probeIntervalMs: Schema.optional(PositiveFinite),
+  ...SettingsFields,
+  workspaceLimits: Schema.optional(WorkspaceLimitsOption),
   name: Schema.optional(Schema.String)
-})
-const StoreOptionsSchema = Schema.Struct({
-  redisUrl: Schema.String.check(
-    Schema.makeFilter((s: string) => /^rediss?:\/\/./.test(s) || "Expected a redis:// or rediss:// URL")
-  ),
-  prefix: Schema.optional(Schema.String),
-  connectTimeoutMs: Schema.optional(PositiveFinite)
 })
 
 /** Validates options (throws `PoolOptionsError` naming the option) and fills in the defaults. */

@@ -18,6 +18,7 @@ import {
   WorkerSpawnError
 } from "../errors.ts"
 import * as RateLimits from "../RateLimits.ts"
+import { LimitsSchema, SettingsFields, StoreOptionsSchema, WorkspaceLimitsOption } from "./admissionSchema.ts"
 import * as WorkerPool from "../WorkerPool.ts"
 import type { AccountOptions, AccountStats, CodexWorkerPoolOptions, Options, Stats } from "./codexPoolTypes.ts"
 import { DEFAULT_ACCOUNT } from "./core.ts"
@@ -30,7 +31,6 @@ import {
   DurationInput,
   durationOfMs,
   EnvSchema,
-  Function,
   IntAtLeast,
   Millis,
   ProcessOptionsFields,
@@ -63,48 +63,15 @@ export const WorkerFactory = Context.Reference<MakeWorker>("codex-worker-pool/in
   defaultValue: () => CodexWorker.make
 })
 
-const PositiveFinite = Schema.Finite.check(Schema.isGreaterThan(0))
-
-/** Requests and tokens per minute of one account (`rateLimits`). */
-const RateLimitsSchema = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveFinite),
-  tokensPerMinute: Schema.optional(PositiveFinite)
-})
-
-/** Limits of one workspace. */
-const WorkspaceLimitsSchema = Schema.Struct({
-  requestsPerMinute: Schema.optional(PositiveFinite),
-  requestsPerDay: Schema.optional(PositiveFinite),
-  tokensPerMinute: Schema.optional(PositiveFinite),
-  tokensPerDay: Schema.optional(PositiveFinite)
-})
-
 /** The admission settings beside the limits (`rateLimitOptions`). */
-const RateLimitOptionsSchema = Schema.Struct({
-  defaultEstimatedTokens: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
-  defaultCooldownMs: Schema.optional(PositiveFinite),
-  workspaceWarnAt: Schema.optional(PositiveFinite.check(Schema.isLessThanOrEqualTo(1))),
-  maxWorkspaceSeries: Schema.optional(IntAtLeast(0)),
-  instances: Schema.optional(IntAtLeast(1)),
-  storeTimeoutMs: Schema.optional(PositiveFinite),
-  probeIntervalMs: Schema.optional(PositiveFinite)
-})
+const RateLimitOptionsSchema = Schema.Struct(SettingsFields)
 
 /** The rate-limit options of a pool (the facade adds `rateLimitStore`). */
 const RateLimitFields = {
-  rateLimits: Schema.optional(RateLimitsSchema),
-  workspaceLimits: Schema.optional(Schema.Union([Schema.Record(Schema.String, WorkspaceLimitsSchema), Function])),
+  rateLimits: Schema.optional(LimitsSchema),
+  workspaceLimits: Schema.optional(WorkspaceLimitsOption),
   rateLimitOptions: Schema.optional(RateLimitOptionsSchema)
 }
-
-/** Where the facade's rate-limit state lives when several instances share it. */
-const RateLimitStoreSchema = Schema.Struct({
-  redisUrl: Schema.String.check(
-    Schema.makeFilter((s: string) => /^rediss?:\/\/./.test(s) || "Expected a redis:// or rediss:// URL")
-  ),
-  prefix: Schema.optional(Schema.String),
-  connectTimeoutMs: Schema.optional(PositiveFinite)
-})
 
 /** What an account changes of the default account's process options, its cap and its rate limits. */
 const AccountSchema = Schema.Struct({
@@ -112,7 +79,7 @@ const AccountSchema = Schema.Struct({
   codexHome: Schema.optional(Schema.String),
   args: Schema.optional(Schema.Array(Schema.String)),
   maxWorkers: Schema.optional(WorkerCap),
-  rateLimits: Schema.optional(RateLimitsSchema)
+  rateLimits: Schema.optional(LimitsSchema)
 })
 
 /** The options of the service (`CodexWorkerPool.Options`). */
@@ -156,7 +123,7 @@ const FacadeOptionsSchema = Schema.Struct({
   processScanIntervalMs: Schema.optional(Millis.check(Schema.isGreaterThan(0))),
   debug: Schema.optional(Schema.Boolean),
   logger: Schema.optional(PoolLoggerSchema),
-  rateLimitStore: Schema.optional(RateLimitStoreSchema)
+  rateLimitStore: Schema.optional(StoreOptionsSchema)
 }).check(minIdleWithin("poolSize"), accountNamesAllowed)
 
 /**
