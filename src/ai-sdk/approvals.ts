@@ -29,8 +29,19 @@
  *
  * @since 0.1.0
  */
+import { Schema } from "effect"
 import type * as CodexProtocol from "../CodexProtocol.ts"
 import type { JsonRpcErrorObject, JsonRpcId } from "../internal/jsonRpc.ts"
+import { Function } from "../internal/options.ts"
+
+/** The option Schemas of the server-request callbacks, for the models' option validation. */
+export const ServerRequestCallbackFields = {
+  approvals: Schema.optional(Function),
+  permissions: Schema.optional(Function),
+  userInput: Schema.optional(Function),
+  elicitation: Schema.optional(Function),
+  chatgptAuthTokens: Schema.optional(Function)
+}
 
 type ToolCallParams = CodexProtocol.ServerRequestParams<"item/tool/call">
 type ToolCallResult = CodexProtocol.ServerRequestResult<"item/tool/call">

@@ -121,8 +121,8 @@
 import type { LanguageModelV3 } from "@ai-sdk/provider"
 import { Schema } from "effect"
 import { PoolOptionsError } from "../errors.ts"
-import { decodeOptions, Function, Millis } from "../internal/options.ts"
-import type { ServerRequestHandlers } from "./approvals.ts"
+import { decodeOptions, Millis } from "../internal/options.ts"
+import { type ServerRequestHandlers, ServerRequestCallbackFields } from "./approvals.ts"
 import { CodexLanguageModel } from "./model.ts"
 import type { ImageInputMode } from "./promptInput.ts"
 import { type CodexCallOptions, parseCallOptions } from "./settings.ts"
@@ -211,11 +211,7 @@ const ProviderOptionsSchema = Schema.Struct({
   toolResultTimeoutMs: Schema.optional(TimerMillis),
   imageInput: Schema.optional(Schema.Literals(["localImage", "dataUrl"])),
   streamToolOutput: Schema.optional(Schema.Boolean),
-  approvals: Schema.optional(Function),
-  permissions: Schema.optional(Function),
-  userInput: Schema.optional(Function),
-  elicitation: Schema.optional(Function),
-  chatgptAuthTokens: Schema.optional(Function)
+  ...ServerRequestCallbackFields
 })
 
 /**

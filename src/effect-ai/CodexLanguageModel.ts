@@ -82,7 +82,7 @@ import { Clock, Context, Duration, Effect, Layer, Option, Schema, Stream } from 
 import { AiError, LanguageModel, Model, OpenAiStructuredOutput, type Response, Telemetry, Tool } from "effect/ai"
 import { dual } from "effect/Function"
 import type { Span } from "effect/Tracer"
-import type { ServerRequestHandlers } from "../ai-sdk/approvals.ts"
+import { type ServerRequestHandlers, ServerRequestCallbackFields } from "../ai-sdk/approvals.ts"
 import { planInput, type PromptPlan } from "../ai-sdk/promptInput.ts"
 import { type CodexCallOptions, parseCallOptions } from "../ai-sdk/settings.ts"
 import { ToolParking } from "../ai-sdk/toolParking.ts"
@@ -90,7 +90,7 @@ import { ANNOUNCED_CALL_GRACE_MS, type ProviderSettings, Turn, type TurnRequest 
 import type * as CodexProtocol from "../CodexProtocol.ts"
 import * as CodexWorkerPool from "../CodexWorkerPool.ts"
 import { PoolOptionsError } from "../errors.ts"
-import { decodeOptions, DurationInput, Function, toMillis } from "../internal/options.ts"
+import { decodeOptions, DurationInput, toMillis } from "../internal/options.ts"
 import { invalidRequest, toAiError } from "./errors.ts"
 import { type Lease, lease } from "./lease.ts"
 import { collectParts, PartConverter } from "./parts.ts"
@@ -207,11 +207,7 @@ const OptionsSchema = Schema.Struct({
   serverRequestTimeout: Schema.optional(DurationInput),
   imageInput: Schema.optional(Schema.Literals(["localImage", "dataUrl"])),
   streamToolOutput: Schema.optional(Schema.Boolean),
-  approvals: Schema.optional(Function),
-  permissions: Schema.optional(Function),
-  userInput: Schema.optional(Function),
-  elicitation: Schema.optional(Function),
-  chatgptAuthTokens: Schema.optional(Function)
+  ...ServerRequestCallbackFields
 })
 
 /** The validated options, throwing a `PoolOptionsError` naming the bad one. */
